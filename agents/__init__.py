@@ -1,0 +1,1 @@
+"""LangGraph state machine: state, graph, Designer and Critic agents, LLM backends."""

@@ -1,0 +1,1 @@
+"""Chroma memory of past architectures and lessons."""

@@ -1,0 +1,103 @@
+"""The analytic profiler against the torch model it describes, over random specs from `mcu`."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
+
+from tinyarch.budget import Budget
+from tinyarch.builder import SameConv2d, build_model
+from tinyarch.space import final_resolution, load_space
+from tinyarch.spec import ArchSpec
+from tinyarch.tools.profile import LatencyModel, check_budget, profile
+
+MCU = load_space("mcu")
+
+
+def _random_spec(seed: int) -> ArchSpec:
+    rng = random.Random(seed)
+    return MCU.sample(rng, num_classes=rng.choice([10, 100]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_macs_and_params_match_torch(seed: int) -> None:
+    spec = _random_spec(seed)
+    with torch.device("meta"):
+        model = build_model(spec).eval()
+        x = torch.empty(1, spec.in_channels, spec.resolution, spec.resolution)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(x)
+    prof = profile(spec)
+    assert prof.macs * 2 == counter.get_total_flops()
+    assert prof.params == sum(p.numel() for p in model.parameters())
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_model_runs_at_spec_resolution_with_profiled_shapes(seed: int) -> None:
+    spec = _random_spec(seed)
+    model = build_model(spec).eval()
+    x = torch.randn(1, spec.in_channels, spec.resolution, spec.resolution)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        logits = model(x)
+    assert logits.shape == (1, spec.num_classes) and torch.isfinite(logits).all()
+    last_conv = [op for op in profile(spec).graph.ops if op.kind != "fully_connected" and op.kind != "mean"][-1]
+    h, w, c = last_conv.out_shape
+    assert tuple(features.shape) == (1, c, h, w)
+
+
+def test_same_padding_puts_the_extra_row_and_column_at_the_bottom_right() -> None:
+    conv = SameConv2d(1, 1, 3, stride=2, bias=False)
+    torch.nn.init.ones_(conv.weight)
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    with torch.no_grad():
+        y = conv(x)
+    assert y.shape[-2:] == (2, 2)
+    assert y[0, 0, 0, 0] == x[0, 0, :3, :3].sum()  # TFLite: no padding on top and left
+    assert y[0, 0, 1, 1] == x[0, 0, 2:, 2:].sum()  # one padded row and column at the far side
+
+
+def test_odd_sides_shrink_by_ceil_division() -> None:
+    spec = _random_spec(1).model_dump()
+    spec.update(resolution=144, stem={**spec["stem"], "stride": 2})
+    spec["stages"] = [{**s, "stride": 2 if i < 4 else 1} for i, s in enumerate(spec["stages"])]
+    spec = ArchSpec.model_validate(spec)
+    with torch.no_grad():
+        features = build_model(spec).eval().forward_features(torch.zeros(1, spec.in_channels, 144, 144))
+    assert features.shape[-2:] == (5, 5) == (final_resolution(spec),) * 2  # 144 72 36 18 9 5
+
+
+def test_budget_breaches_say_which_limit_and_by_how_much(small_spec: ArchSpec) -> None:
+    prof = profile(small_spec)
+    assert check_budget(prof, Budget(sram="320KB", flash="1MB", macs="100M")) == []
+    breaches = check_budget(prof, Budget(sram=prof.peak_sram - 1024, macs="1M"))
+    assert [b.metric for b in breaches] == ["sram", "macs"]
+    assert breaches[0].excess == 1024
+    assert str(breaches[1]).startswith("MACs 4.91 M exceeds the budget of 1.00 M by 3.91 M")
+
+
+def test_latency_is_labelled_uncalibrated(small_spec: ArchSpec) -> None:
+    prof = profile(small_spec)
+    assert prof.latency_calibrated is False and prof.latency_ms > 0
+    faster = profile(small_spec, LatencyModel(clock_hz=960e6, calibrated=True))
+    assert faster.latency_calibrated and faster.latency_ms == pytest.approx(prof.latency_ms / 2)
+
+
+def test_flash_counts_int8_weights_biases_quant_params_and_luts(small_spec: ArchSpec) -> None:
+    prof = profile(small_spec)
+    stem = prof.graph.ops[0]
+    assert stem.kind == "conv" and stem.activation == "relu6"
+    assert stem.flash == 3 * 3 * 1 * 16 + 12 * 16  # no lookup table for a clamp
+    swish = next(op for op in prof.graph.ops if op.activation == "swish")
+    _, _, cin = swish.in_shape
+    cout = swish.out_shape[2]
+    weights = swish.kernel**2 * (1 if swish.kind == "depthwise" else cin) * cout
+    assert swish.flash == weights + 12 * cout + 256

@@ -1,0 +1,1 @@
+"""Built-in search spaces as YAML package data."""

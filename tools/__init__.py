@@ -1,0 +1,1 @@
+"""Tool nodes: data, training, distillation, profiling, Pareto analysis, explanation, deployment."""

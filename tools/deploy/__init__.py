@@ -1,0 +1,1 @@
+"""Int8 export, C code generation and firmware builds for microcontrollers."""

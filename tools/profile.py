@@ -1,0 +1,127 @@
+"""Analytic profiler: per-layer MACs, parameters, int8 flash, live SRAM and latency, in milliseconds.
+
+Everything is derived from the spec's operator graph (`opgraph.lower`) and its memory plan
+(`memory_plan.plan_memory`), the same two that the firmware generator uses. The latency model
+is an uncalibrated guess until the deployment work calibrates it on the emulated Cortex-M7;
+`Profile.latency_calibrated` says which one produced the figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tinyarch.budget import Budget, BudgetBreach
+from tinyarch.spec import ArchSpec
+from tinyarch.tools.memory_plan import MemoryPlan, plan_memory
+from tinyarch.tools.opgraph import Op, OpGraph, lower
+
+
+class LatencyModel(BaseModel):
+    """cycles(op) = per_mac[kind] * MACs + per_element[kind] * elements touched + per_op."""
+
+    clock_hz: float = 480e6
+    per_mac: dict[str, float] = {"conv": 2.0, "pointwise": 1.6, "depthwise": 3.5, "fully_connected": 1.5}
+    per_element: dict[str, float] = {"add": 4.0, "mul": 3.0, "mean": 1.0}
+    per_op: float = 2000.0
+    calibrated: bool = False
+    source: str = "uncalibrated: guessed from MCUNet/TinyEngine's published STM32H743 latencies"
+
+    def cycles(self, op: Op) -> float:
+        h, w, c = op.in_shape
+        ho, wo, co = op.out_shape
+        elements = max(h * w * c, ho * wo * co)
+        return self.per_mac.get(op.kind, 0.0) * op.macs + self.per_element.get(op.kind, 0.0) * elements + self.per_op
+
+    @classmethod
+    def load(cls, path: Path) -> LatencyModel:
+        return cls.model_validate_json(path.read_text())
+
+
+UNCALIBRATED = LatencyModel()
+
+
+@dataclass(slots=True)
+class LayerRow:
+    name: str
+    kind: str
+    out_shape: tuple[int, int, int]
+    macs: int
+    params: int
+    flash: int
+    live_bytes: int
+    latency_ms: float
+    inplace: bool
+
+
+@dataclass(slots=True)
+class Profile:
+    spec_id: str
+    layers: list[LayerRow]
+    macs: int
+    params: int
+    flash: int
+    peak_sram: int
+    peak_live: int
+    latency_ms: float
+    latency_calibrated: bool
+    graph: OpGraph = field(repr=False)
+    plan: MemoryPlan = field(repr=False)
+
+    def totals(self) -> dict[str, int | float | bool | str]:
+        return {
+            "id": self.spec_id,
+            "macs": self.macs,
+            "params": self.params,
+            "flash": self.flash,
+            "peak_sram": self.peak_sram,
+            "peak_live": self.peak_live,
+            "latency_ms": round(self.latency_ms, 3),
+            "latency_calibrated": self.latency_calibrated,
+        }
+
+
+def profile(spec: ArchSpec, latency: LatencyModel = UNCALIBRATED) -> Profile:
+    """Profile `spec`; `peak_sram` is the planned arena, `peak_live` its lower bound."""
+    graph = lower(spec)
+    plan = plan_memory(graph)
+    ms_per_cycle = 1e3 / latency.clock_hz
+    rows = [
+        LayerRow(
+            op.name,
+            op.kind,
+            op.out_shape,
+            op.macs,
+            op.params,
+            op.flash,
+            plan.live_bytes[i],
+            latency.cycles(op) * ms_per_cycle,
+            i in plan.inplace_ops,
+        )
+        for i, op in enumerate(graph.ops)
+    ]
+    return Profile(
+        spec_id=spec.id,
+        layers=rows,
+        macs=sum(r.macs for r in rows),
+        params=sum(r.params for r in rows),
+        flash=sum(r.flash for r in rows),
+        peak_sram=plan.arena,
+        peak_live=plan.peak_live,
+        latency_ms=sum(r.latency_ms for r in rows),
+        latency_calibrated=latency.calibrated,
+        graph=graph,
+        plan=plan,
+    )
+
+
+def check_budget(prof: Profile, budget: Budget) -> list[BudgetBreach]:
+    """Every limit of `budget` that `prof` breaks; empty when it fits."""
+    measured = {"sram": prof.peak_sram, "flash": prof.flash, "macs": prof.macs}
+    return [
+        BudgetBreach(metric, measured[metric], limit)
+        for metric, limit in budget.model_dump().items()
+        if limit is not None and measured[metric] > limit
+    ]
