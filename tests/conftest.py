@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tinyarch.space import SearchSpace, load_space
 from tinyarch.spec import ArchSpec
+from tinyarch.tools.data import Data, load_data
+from tinyarch.tools.train import RECIPES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+QUICK = RECIPES["proxy"].model_copy(update={"epochs": 1, "batch_size": 32})
+"""One short epoch: enough steps for the synthetic data to be learnt."""
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +26,14 @@ def mcu() -> SearchSpace:
 @pytest.fixture(scope="session")
 def small_spec(mcu: SearchSpace) -> ArchSpec:
     return mcu.parse((EXAMPLES / "cpu_small.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def rgb_spec(mcu: SearchSpace) -> ArchSpec:
+    """The small example with 3 input channels, for the RGB synthetic data."""
+    return mcu.parse({**json.loads((EXAMPLES / "cpu_small.json").read_text()), "in_channels": 3})
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> Data:
+    return load_data("synthetic")

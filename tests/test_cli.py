@@ -92,3 +92,63 @@ def test_space_show_and_sample() -> None:
     assert len(sampled.stdout.strip().splitlines()) == 3
     table = run("space", "sample", "mcu", "-n", "2")
     assert table.returncode == 0 and "peak SRAM" in table.stdout
+
+
+def _rgb_spec_file(tmp_path: Path) -> Path:
+    data = json.loads((EXAMPLES / "cpu_small.json").read_text())
+    path = tmp_path / "rgb.json"
+    path.write_text(json.dumps({**data, "in_channels": 3}))
+    return path
+
+
+def test_train_and_teacher_commands(tmp_path: Path) -> None:
+    teacher = run(
+        "teacher",
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "test_resnet",
+        "--recipe",
+        "proxy",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "teacher"),
+    )
+    assert teacher.returncode == 0, teacher.stderr
+    checkpoint = tmp_path / "teacher" / "teacher.safetensors"
+    assert checkpoint.is_file() and checkpoint.with_suffix(".json").is_file()
+
+    res = run(
+        "train",
+        str(_rgb_spec_file(tmp_path)),
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--teacher",
+        str(checkpoint),
+        "--teacher-cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "model"),
+        "--test",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "validation top-1" in res.stdout and "test top-1" in res.stdout
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and "test_acc" in metrics
+    assert (tmp_path / "model" / "curve.png").is_file()
+
+
+def test_train_errors_are_one_line(tmp_path: Path) -> None:
+    spec = str(EXAMPLES / "cpu_small.json")
+    lines = _problems(run("train", spec, "--dataset", "cifar10", "--data-dir", str(tmp_path)))
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: cifar10 not found: expected torchvision's layout at {tmp_path}"
+    )
+    assert _problems(run("train", spec, "--recipe", "long")) == ["error: --recipe: 'long' is not one of proxy, full"]
+    missing = tmp_path / "vit.pth"
+    lines = _problems(run("train", str(_rgb_spec_file(tmp_path)), "--dataset", "synthetic", "--teacher", str(missing)))
+    assert len(lines) == 1 and f"teacher checkpoint {missing} not found" in lines[0]

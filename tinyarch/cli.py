@@ -165,6 +165,117 @@ def space_sample(
     out.print(table)
 
 
+teacher_app = typer.Typer(help="Teachers for knowledge distillation.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+DatasetOpt = Annotated[str, typer.Option(help="cifar100 | cifar10 | fashion-mnist | imagefolder | synthetic.")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Data root (default: $TINYARCH_DATA).")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for initialisation, order and augmentation.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when available).")]
+TestOpt = Annotated[bool, typer.Option("--test", help="Report test accuracy at the end (final reporting only).")]
+
+
+def _load_training_data(dataset: str, data_dir: Path | None, seed: int):
+    from tinyarch.tools.data import DataError, load_data
+
+    try:
+        return load_data(dataset, data_dir, seed=seed)
+    except DataError as e:
+        raise UserError(str(e)) from None
+
+
+def _report_run(model, data, result, out_dir: Path, resolution: int, channels: int, test: bool, device) -> None:
+    """Print the outcome; with --test, add test accuracy to metrics.json (final reporting only)."""
+    from tinyarch.tools.data import load_test_split
+    from tinyarch.tools.train import evaluate, pick_device
+
+    if not result.ok:
+        raise UserError(f"training failed: {result.reason}")
+    line = f"validation top-1 {result.val_acc:.2f} %  after {result.epochs_done} epochs"
+    line += f", {result.images_per_s:,.0f} images/s"
+    if test:
+        test_set = load_test_split(data.info.name, data.data_dir)
+        _, test_acc = evaluate(model, test_set, data, resolution, channels, pick_device(device))
+        metrics_path = out_dir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text())
+        metrics_path.write_text(json.dumps({**metrics, "test_acc": test_acc}, indent=2))
+        line += f"  test top-1 {test_acc:.2f} %"
+    out.print(line)
+    out.print(f"model directory: {out_dir}")
+
+
+@app.command("train")
+def train_cmd(
+    spec_file: Annotated[Path, typer.Argument(help="Spec JSON file.")],
+    dataset: DatasetOpt = "fashion-mnist",
+    recipe: Annotated[str, typer.Option(help="proxy | full.")] = "proxy",
+    teacher: Annotated[Path | None, typer.Option(help="Teacher checkpoint for knowledge distillation.")] = None,
+    teacher_cache: Annotated[Path, typer.Option(help="Where teacher logits are cached.")] = Path(
+        "~/.cache/tinyarch/teacher-logits"
+    ),
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Model directory (resumes if it holds this run).")
+    ] = None,
+    epochs: EpochsOpt = None,
+    data_dir: DataDirOpt = None,
+    space: Annotated[str, typer.Option(help="Search space name or YAML path.")] = "mcu",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = None,
+    test: TestOpt = False,
+) -> None:
+    """Train (and optionally distil) a spec; writes weights, spec, metrics and the training curve."""
+    from tinyarch.tools.distill import TeacherError, load_teacher
+    from tinyarch.tools.train import RECIPES, pick_device, train
+
+    if recipe not in RECIPES:
+        raise UserError(f"--recipe: {recipe!r} is not one of {', '.join(RECIPES)}")
+    spec = read_spec(spec_file, open_space(space))
+    chosen = RECIPES[recipe].model_copy(update={"epochs": epochs} if epochs else {})
+    data = _load_training_data(dataset, data_dir, seed)
+    if spec.num_classes != data.info.num_classes:
+        raise UserError(f"{spec_file}: num_classes is {spec.num_classes}, {dataset} has {data.info.num_classes}")
+    kd = None
+    if teacher is not None:
+        try:
+            kd = load_teacher(teacher, data.info.num_classes, pick_device(device))
+        except TeacherError as e:
+            raise UserError(str(e)) from None
+    suffix = "-kd" if kd else ""
+    out_dir = out_dir or Path("runs/train") / f"{spec.id}-{dataset}-{recipe}{suffix}"
+    model, result = train(
+        spec, data, chosen, out_dir, teacher=kd, teacher_cache_dir=teacher_cache.expanduser(), seed=seed, device=device
+    )
+    _report_run(model, data, result, out_dir, spec.resolution, spec.in_channels, test, device)
+
+
+@teacher_app.command("train")
+def teacher_train_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for teacher.safetensors and teacher.json.")],
+    dataset: DatasetOpt = "fashion-mnist",
+    model: Annotated[str, typer.Option(help="Any timm model name.")] = "resnet18",
+    input_size: Annotated[int | None, typer.Option(help="Teacher resolution (default: the dataset's).")] = None,
+    recipe: Annotated[str, typer.Option(help="proxy | full.")] = "full",
+    epochs: EpochsOpt = None,
+    data_dir: DataDirOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = None,
+    test: TestOpt = False,
+) -> None:
+    """Train a small timm teacher here, for CPU use and tests; pass its teacher.safetensors to --teacher."""
+    from tinyarch.tools.distill import train_teacher
+    from tinyarch.tools.train import RECIPES
+
+    data = _load_training_data(dataset, data_dir, seed)
+    chosen = RECIPES[recipe].model_copy(update={"epochs": epochs} if epochs else {})
+    try:
+        net, result, checkpoint = train_teacher(model, data, chosen, out_dir, input_size, seed=seed, device=device)
+    except RuntimeError as e:  # timm: unknown model name
+        raise UserError(f"--model: {e}") from None
+    _report_run(net, data, result, out_dir, input_size or data.info.resolution, 3, test, device)
+    out.print(f"teacher checkpoint: {checkpoint}")
+
+
 def main() -> None:
     """Entry point: user errors become one line each with exit code 2; TINYARCH_DEBUG=1 shows tracebacks."""
     try:
