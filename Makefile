@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: install system demo test lint bench clean
+.PHONY: install system model demo test lint bench clean
 
-install: $(STAMP) $(SYSTEM_STAMP)
+install: $(STAMP) $(SYSTEM_STAMP) model
 
 # Python stack, every version pinned in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
@@ -30,6 +30,10 @@ $(SYSTEM_STAMP): $(STAMP)
 	touch $@
 
 system: $(SYSTEM_STAMP)
+
+# The embedded LLM (Qwen2.5-Coder-0.5B-Instruct, GGUF), verified by SHA-256, in ~/.cache/tinyarch/models.
+model: $(STAMP)
+	$(VENV)/bin/tinyarch model fetch
 
 demo: install
 	$(VENV)/bin/tinyarch space show mcu

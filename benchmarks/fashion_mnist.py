@@ -58,28 +58,27 @@ def main() -> None:
         (args.out / "results.json").write_text(json.dumps(rows, indent=2))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    teacher_recipe = RECIPES["full"].model_copy(update={"epochs": args.teacher_epochs})
-    net, result, checkpoint = train_teacher("resnet18", data, teacher_recipe, args.out / "teacher", seed=args.seed)
-    record("teacher resnet18 (full)", net, result, data.info.resolution, 3)
-    teacher = load_teacher(checkpoint, data.info.num_classes, device)
 
-    runs = {
-        "student, full recipe": (full, None),
-        "student, full recipe without MixUp": (full.model_copy(update={"mixup_alpha": 0.0}), None),
-        "student, full recipe + KD (cached teacher)": (full, teacher),
-    }
-    for name, (recipe, kd_teacher) in runs.items():
+    def student(name: str, recipe, teacher=None) -> None:
         model_dir = args.out / name.replace(" ", "-").replace(",", "").replace("(", "").replace(")", "")
         model, result = train(
             spec,
             data,
             recipe,
             model_dir,
-            teacher=kd_teacher,
+            teacher=teacher,
             teacher_cache_dir=args.out / "teacher-logits",
             seed=args.seed,
         )
         record(name, model, result, spec.resolution, spec.in_channels)
+
+    # Every run checkpoints each epoch in its own directory, so a rerun resumes where it stopped.
+    student("student, full recipe", full)
+    student("student, full recipe without MixUp", full.model_copy(update={"mixup_alpha": 0.0}))
+    teacher_recipe = RECIPES["full"].model_copy(update={"epochs": args.teacher_epochs})
+    net, result, checkpoint = train_teacher("resnet18", data, teacher_recipe, args.out / "teacher", seed=args.seed)
+    record("teacher resnet18 (full)", net, result, data.info.resolution, 3)
+    student("student, full recipe + KD (cached teacher)", full, load_teacher(checkpoint, data.info.num_classes, device))
 
     prof = profile(spec)
     title = f"{args.dataset}, {device.type.upper()}, seed {args.seed}: student {spec.id} ({prof.macs / 1e6:.2f} M MACs)"

@@ -79,7 +79,9 @@ def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
     ]
     lines = _problems(run("profile", str(EXAMPLES / "cpu_small.json"), "--budget-sram", "lots"))
     assert lines == ["error: --budget-sram: cannot read 'lots' as bytes; write e.g. 320KB"]
-    assert _problems(run("space", "show", "nope")) == ["error: unknown space 'nope'; built in: mcu, or a .yaml path"]
+    assert _problems(run("space", "show", "nope")) == [
+        "error: unknown space 'nope'; built in: mcu, nats-tss, or a .yaml path"
+    ]
 
 
 def test_space_show_and_sample() -> None:

@@ -12,7 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tinyarch.budget import Budget
 from tinyarch.builder import SameConv2d, build_model
-from tinyarch.space import final_resolution, load_space
+from tinyarch.hierarchical import final_resolution
+from tinyarch.space import load_space
 from tinyarch.spec import ArchSpec
 from tinyarch.tools.profile import LatencyModel, check_budget, profile
 

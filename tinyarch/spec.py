@@ -89,13 +89,31 @@ class Block:
     residual: bool
 
 
-class ArchSpec(_Frozen):
-    """A hierarchical network: input, stem, stages of blocks, head.
+class SpecBase(_Frozen):
+    """What every candidate of every space has: a label, a canonical form and a content id.
 
     `name` is a label only; it is not part of the canonical form or the id.
     """
 
     name: str | None = None
+
+    def canonical_json(self) -> str:
+        """Sorted, compact JSON of the architecture alone; the basis of the id."""
+        data = self.model_dump(mode="json", exclude={"name"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def id(self) -> str:
+        """Stable content hash: equal architectures get equal ids whatever their name or key order."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+
+class ArchSpec(SpecBase):
+    """A hierarchical network: input, stem, stages of blocks, head."""
+
     resolution: int = Field(ge=1)
     in_channels: int = Field(default=3, ge=1)
     num_classes: int = Field(ge=2)
@@ -119,16 +137,6 @@ class ArchSpec(_Frozen):
         if any(a is not b for a, b in zip(stages, self.stages, strict=True)):
             object.__setattr__(self, "stages", tuple(stages))
         return self
-
-    def canonical_json(self) -> str:
-        """Sorted, compact JSON of the architecture alone; the basis of the id."""
-        data = self.model_dump(mode="json", exclude={"name"})
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-    @property
-    def id(self) -> str:
-        """Stable content hash: equal architectures get equal ids whatever their name or key order."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
     def blocks(self) -> list[Block]:
         """Resolve stages into blocks: channel counts, strides and where residuals are allowed."""

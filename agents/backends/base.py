@@ -1,0 +1,29 @@
+"""What every LLM backend provides: one chat completion constrained by a JSON Schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Message = dict[str, str]
+"""{"role": "system" | "user" | "assistant", "content": "..."}"""
+
+
+class LLMUnavailable(RuntimeError):
+    """The model cannot be reached or loaded (server down, timeout, missing file); retries did not help."""
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatBackend(Protocol):
+    """A chat model that answers with JSON valid under `schema` (decoding is constrained where the
+    server supports it; the caller still validates, because not every server enforces it)."""
+
+    name: str
+
+    def complete(self, messages: list[Message], schema: dict[str, Any], temperature: float) -> Completion: ...

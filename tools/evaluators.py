@@ -1,0 +1,99 @@
+"""Evaluators turn one candidate into measured metrics: a benchmark-table lookup or proxy training.
+
+Every evaluator returns an `Evaluation`; a candidate that cannot be evaluated comes back with
+status "failed" and its reason, so the caller records it and moves on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinyarch.nats import NatsCell
+
+NATS_TABLE_NAME = "nats_tss_accuracy.csv"
+NATS_COLUMNS = {
+    "cifar10": "CIFAR10TestAccuracy200Epochs",
+    "cifar100": "CIFAR100TestAccuracy200Epochs",
+    "imagenet16-120": "ImageNetTestAccuracy200Epochs",
+}
+SHARED_NATS_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / NATS_TABLE_NAME
+"""Where the project's shared data sits beside a checkout."""
+
+
+class EvaluatorError(RuntimeError):
+    """The evaluator cannot run at all (missing table, wrong dataset); one line says what is needed."""
+
+
+@dataclass
+class Evaluation:
+    status: str  # "ok" | "failed"
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def find_nats_table(explicit: Path | str | None = None) -> Path:
+    """--nats-table PATH, then $TINYARCH_NATS_TABLE, then ../shared/data/ beside the checkout."""
+    candidates = [Path(p) for p in (explicit, os.environ.get("TINYARCH_NATS_TABLE")) if p]
+    candidates.append(SHARED_NATS_TABLE)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise EvaluatorError(
+        f"the nats evaluator needs {NATS_TABLE_NAME} (NATS-Bench topology accuracies for all 15,625 cells, "
+        "as tabulated in the public v-tao/nats-bench-landscape repository): pass --nats-table PATH or set "
+        f"TINYARCH_NATS_TABLE; looked in {', '.join(map(str, candidates))}"
+    )
+
+
+class NatsTableEvaluator:
+    """Looks a cell's 200-epoch accuracy up in the NATS-Bench table.
+
+    These are the benchmark's *test* accuracies: a search that uses them measures search
+    efficiency on a fixed benchmark, not a model-selection protocol, and reports say so.
+    """
+
+    def __init__(self, dataset: str = "cifar100", table: Path | str | None = None):
+        if dataset not in NATS_COLUMNS:
+            raise EvaluatorError(f"nats evaluator: dataset must be one of {', '.join(NATS_COLUMNS)}, not {dataset!r}")
+        self.dataset = dataset
+        self.path = find_nats_table(table)
+        column = NATS_COLUMNS[dataset]
+        with self.path.open(newline="") as f:
+            self.accuracy = {row["ArchitectureString"]: float(row[column]) for row in csv.DictReader(f)}
+
+    @property
+    def optimum(self) -> float:
+        return max(self.accuracy.values())
+
+    def evaluate(self, cell: NatsCell) -> Evaluation:
+        started = time.perf_counter()
+        accuracy = self.accuracy.get(cell.arch_string())
+        if accuracy is None:
+            return Evaluation("failed", reason=f"{cell.arch_string()} is not in {self.path.name}")
+        return Evaluation("ok", {"accuracy": accuracy}, seconds=time.perf_counter() - started)
+
+
+class ProxyTrainingEvaluator:
+    """Trains a spec with the proxy recipe and reports validation accuracy (never test)."""
+
+    def __init__(self, data: Any, recipe: Any, runs_dir: Path | None = None, seed: int = 0, **train_kwargs: Any):
+        self.data, self.recipe, self.runs_dir, self.seed, self.train_kwargs = data, recipe, runs_dir, seed, train_kwargs
+
+    def evaluate(self, spec: Any) -> Evaluation:
+        from tinyarch.tools.train import CandidateFailed, train
+
+        model_dir = self.runs_dir / spec.id if self.runs_dir else None
+        try:
+            _, result = train(spec, self.data, self.recipe, model_dir, seed=self.seed, **self.train_kwargs)
+        except CandidateFailed as e:
+            return Evaluation("failed", reason=str(e))
+        if not result.ok:
+            return Evaluation("failed", reason=result.reason, seconds=result.seconds)
+        metrics = {"accuracy": result.val_acc, "val_loss": result.val_loss, "train_seconds": result.seconds}
+        return Evaluation("ok", metrics, seconds=result.seconds)
