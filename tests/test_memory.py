@@ -1,0 +1,70 @@
+"""Chroma memory, in a local folder and on a real `chroma run` server on loopback."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tinyarch.memory.store import Memory
+from tinyarch.space import load_space
+
+NATS = load_space("nats-tss")
+
+
+def _exercise(memory: Memory) -> None:
+    rng = random.Random(0)
+    cells = [NATS.sample(rng, 100) for _ in range(12)]
+    for i, cell in enumerate(cells):
+        memory.remember(NATS, cell, {"accuracy": 50.0 + i, "macs": 1e6 * i}, "cifar100", "run-a")
+    assert memory.seen(NATS, cells[3].id, "cifar100") and not memory.seen(NATS, cells[3].id, "cifar10")
+    nearest = memory.nearest(NATS, cells[5], k=3, dataset="cifar100")
+    assert nearest[0].spec == cells[5].model_dump(mode="json", exclude={"name"}) and nearest[0].distance == 0.0
+    assert nearest[0].metrics == {"accuracy": 55.0, "macs": 5e6} and len(nearest) == 3
+    memory.add_lesson("squeeze-and-excitation in the last stages helped accuracy", "run-a", 1)
+    memory.add_lesson("7x7 kernels in the first stage cost too many MACs", "run-a", 2)
+    assert memory.relevant_lessons("large kernels early", k=1) == ["7x7 kernels in the first stage cost too many MACs"]
+
+
+def test_persistent_memory_survives_a_new_client(tmp_path: Path) -> None:
+    _exercise(Memory(tmp_path))
+    again = Memory(tmp_path)
+    assert len(again.nearest(NATS, NATS.sample(random.Random(1), 100), k=20)) == 12
+    assert len(again.relevant_lessons("anything", k=5)) == 2
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
+    assert chroma, "the chroma CLI comes with chromadb"
+    proc = subprocess.Popen(
+        [chroma, "run", "--path", str(tmp_path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_memory_on_a_real_chroma_server(chroma_server: str) -> None:
+    _exercise(Memory(url=chroma_server))
