@@ -84,14 +84,19 @@ class StructuredLLM:
         self.transport_retries, self.backoff_s = transport_retries, backoff_s
 
     def ask(
-        self, agent: str, messages: list[Message], schema: dict[str, Any], validate: Validator | None = None
+        self,
+        agent: str,
+        messages: list[Message],
+        schema: dict[str, Any],
+        validate: Validator | None = None,
+        seed: int | None = None,
     ) -> tuple[Any | None, list[LLMCall]]:
-        """(the first valid answer or None, every attempt's trace)."""
+        """(the first valid answer or None, every attempt's trace); `seed` makes sampling repeatable."""
         calls: list[LLMCall] = []
         conversation = list(messages)
         for attempt in range(1, self.retries + 1):
             started = time.perf_counter()
-            completion = self._complete(conversation, schema)
+            completion = self._complete(conversation, schema, None if seed is None else seed + attempt)
             errors, parsed = self._check(completion.text, schema, validate)
             calls.append(
                 LLMCall(
@@ -121,11 +126,11 @@ class StructuredLLM:
             ]
         return None, calls
 
-    def _complete(self, messages: list[Message], schema: dict[str, Any]) -> Any:
+    def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int | None) -> Any:
         delay = self.backoff_s
         for attempt in range(self.transport_retries + 1):
             try:
-                return self.backend.complete(messages, schema, self.temperature)
+                return self.backend.complete(messages, schema, self.temperature, seed)
             except (LLMUnavailable, TimeoutError, ConnectionError, OSError) as e:
                 if attempt == self.transport_retries:
                     raise LLMUnavailable(f"{self.backend.name}: {e} (after {attempt + 1} tries)") from None

@@ -31,7 +31,7 @@ class ScriptedBackend:
     def __init__(self, answers: list[object]):
         self.answers, self.seen = list(answers), []
 
-    def complete(self, messages, schema, temperature):
+    def complete(self, messages, schema, temperature, seed=None):
         self.seen.append(messages)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tinyarch.budget import Budget, format_bytes, format_count
+from tinyarch.config import RunConfig
 from tinyarch.space import SearchSpace, SpecError, load_space
 from tinyarch.spec import ArchSpec
 
@@ -294,6 +295,145 @@ def model_fetch(
     except LLMUnavailable as e:
         raise UserError(str(e)) from None
     print(path)
+
+
+NEXT_STEP = {
+    "design": "checking the proposals",
+    "check": "evaluating",
+    "evaluate": "analysing the front",
+    "analyse": "Critic reviewing",
+    "critique": "remembering",
+    "remember": "Designer proposing",
+    "finalize": "done",
+}
+
+
+class SearchDisplay:
+    """The live view of a search: iteration, evaluations, best so far, hypervolume, what runs now."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.history: list[dict] = []
+        self.hypervolume = 0.0
+        self.iteration = 0
+        self.activity = "Designer proposing" if config.strategy == "llm" else f"{config.strategy} proposing"
+
+    def update(self, node: str, update: dict) -> None:
+        self.history += update.get("history", [])
+        self.hypervolume = (update.get("hypervolume") or [self.hypervolume])[-1]
+        self.iteration = update.get("iteration", self.iteration)
+        self.activity = NEXT_STEP.get(node, node)
+        if node == "analyse" and self.config.strategy != "llm":
+            self.activity = "deciding"
+
+    def __rich__(self) -> Table:
+        done = [c for c in self.history if c["status"] == "evaluated"]
+        used = sum(c["status"] in ("evaluated", "failed") for c in self.history)
+        best = max(done, key=lambda c: c["metrics"]["accuracy"], default=None)
+        table = Table(
+            title=f"search {self.config.name} ({self.config.strategy}, {self.config.space})",
+            title_justify="left",
+            show_header=False,
+        )
+        table.add_row("iteration", str(self.iteration))
+        table.add_row(
+            "evaluations",
+            f"{used} / {self.config.budget_evals}  (rejected before training: "
+            f"{sum(c['status'] == 'rejected' for c in self.history)})",
+        )
+        table.add_row(
+            "best", f"{best['metrics']['accuracy']:.2f} %  {best['id']}  {escape(best['summary'])}" if best else "-"
+        )
+        table.add_row("hypervolume", f"{self.hypervolume:.4f}")
+        table.add_row("now", self.activity)
+        return table
+
+
+@app.command("search")
+def search_cmd(
+    config_file: Annotated[Path | None, typer.Option("--config", help="RUN.yaml; flags override its keys.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue the killed run NAME.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (runs/NAME).")] = None,
+    space: Annotated[str | None, typer.Option(help="mcu | nats-tss | a YAML path.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset (nats: cifar10 | cifar100 | imagenet16-120).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="llm | nsga2 | random.")] = None,
+    llm: Annotated[str | None, typer.Option(help="llamacpp:[NAME|PATH] | ollama:MODEL | openai:MODEL.")] = None,
+    llm_url: Annotated[str | None, typer.Option("--llm-url", "--ollama-url", "--base-url", help="Server URL.")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="nats | proxy.")] = None,
+    budget_evals: Annotated[int | None, typer.Option(help="Evaluations before stopping.")] = None,
+    budget_time: Annotated[str | None, typer.Option(help="Wall time before stopping, e.g. 8h.")] = None,
+    budget_sram: Annotated[str | None, typer.Option(help="Peak SRAM limit, e.g. 320KB.")] = None,
+    budget_flash: Annotated[str | None, typer.Option(help="Flash limit, e.g. 1MB.")] = None,
+    budget_macs: Annotated[str | None, typer.Option(help="MACs limit, e.g. 100M.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Candidates per iteration.")] = None,
+    proxy_epochs: Annotated[int | None, typer.Option(help="Epochs of the proxy recipe.")] = None,
+    nats_table: Annotated[Path | None, typer.Option(help="nats_tss_accuracy.csv.")] = None,
+    data_dir: DataDirOpt = None,
+    memory_url: Annotated[str | None, typer.Option(help="Chroma server URL (default: a local folder).")] = None,
+    final_top_k: Annotated[int | None, typer.Option(help="Front members trained in full at the end.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the strategy, the LLM and training.")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
+) -> None:
+    """Run an autonomous search (or --resume a killed one) with a live display; ends with the front."""
+    from rich.live import Live
+
+    from tinyarch.agents.runner import RunExists, run_search
+
+    config = None
+    if not resume:
+        flags = {
+            "name": name,
+            "space": space,
+            "dataset": dataset,
+            "strategy": strategy,
+            "llm": llm,
+            "llm_url": llm_url,
+            "evaluator": evaluator,
+            "budget_evals": budget_evals,
+            "budget_time": budget_time,
+            "sram": budget_sram,
+            "flash": budget_flash,
+            "macs": budget_macs,
+            "batch": batch,
+            "proxy_epochs": proxy_epochs,
+            "nats_table": nats_table,
+            "data_dir": data_dir,
+            "memory_url": memory_url,
+            "final_top_k": final_top_k,
+            "seed": seed,
+        }
+        try:
+            if config_file is not None:
+                if not config_file.is_file():
+                    raise UserError(f"{config_file}: no such file")
+                config = RunConfig.load(config_file, **flags)
+            else:
+                config = RunConfig.model_validate({k: v for k, v in flags.items() if v is not None})
+        except ValueError as e:
+            errors = e.errors() if hasattr(e, "errors") else [{"loc": ("config",), "msg": str(e)}]
+            raise UserError(*(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors)) from None
+    display = SearchDisplay(config or RunConfig.load(runs_dir / str(resume) / "config.yaml"))
+    try:
+        with Live(display, console=out, refresh_per_second=4, transient=False):
+            state = run_search(config, runs_dir, resume, on_update=display.update)
+    except RunExists as e:
+        raise UserError(str(e)) from None
+    print_front(state, display.config, runs_dir / display.config.name)
+
+
+def print_front(state: dict, config: RunConfig, root: Path) -> None:
+    done = {c["id"]: c for c in state.get("history", []) if c["status"] == "evaluated"}
+    table = Table(title=f"Pareto front of {config.name}: {state.get('stop_reason', '')}", title_justify="left")
+    for col in ("id", "accuracy %", "MACs", "peak SRAM", "summary"):
+        table.add_column(col, justify="right" if col in ("accuracy %", "MACs", "peak SRAM") else "left")
+    for cid in state.get("front", []):
+        c = done[cid]
+        sram = format_bytes(c["cost"]["peak_sram"]) if "peak_sram" in c["cost"] else "-"
+        table.add_row(
+            cid, f"{c['metrics']['accuracy']:.2f}", format_count(c["cost"].get("macs", 0)), sram, escape(c["summary"])
+        )
+    out.print(table)
+    out.print(f"run directory: {root}")
 
 
 def main() -> None:

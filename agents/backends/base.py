@@ -26,4 +26,6 @@ class ChatBackend(Protocol):
 
     name: str
 
-    def complete(self, messages: list[Message], schema: dict[str, Any], temperature: float) -> Completion: ...
+    def complete(
+        self, messages: list[Message], schema: dict[str, Any], temperature: float, seed: int | None = None
+    ) -> Completion: ...

@@ -137,12 +137,15 @@ class LlamaCppBackend:
             model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), seed=seed, verbose=False
         )
 
-    def complete(self, messages: list[Message], schema: dict[str, Any], temperature: float) -> Completion:
+    def complete(
+        self, messages: list[Message], schema: dict[str, Any], temperature: float, seed: int | None = None
+    ) -> Completion:
         out = self.llm.create_chat_completion(
             messages=messages,  # type: ignore[arg-type]
             response_format={"type": "json_object", "schema": schema},
             temperature=temperature,
             max_tokens=self.max_tokens,
+            seed=seed,
         )
         usage = out.get("usage", {})  # type: ignore[union-attr]
         return Completion(

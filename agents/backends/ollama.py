@@ -12,7 +12,9 @@ class OllamaBackend:
         self.model, self.base_url, self.timeout_s = model, base_url, timeout_s
         self.name = f"ollama:{model}"
 
-    def complete(self, messages: list[Message], schema: dict[str, Any], temperature: float) -> Completion:
+    def complete(
+        self, messages: list[Message], schema: dict[str, Any], temperature: float, seed: int | None = None
+    ) -> Completion:
         import httpx
         from langchain_ollama import ChatOllama
         from ollama import ResponseError

@@ -13,7 +13,9 @@ class OpenAIBackend:
         self.model, self.base_url, self.timeout_s = model, base_url, timeout_s
         self.name = f"openai:{model}"
 
-    def complete(self, messages: list[Message], schema: dict[str, Any], temperature: float) -> Completion:
+    def complete(
+        self, messages: list[Message], schema: dict[str, Any], temperature: float, seed: int | None = None
+    ) -> Completion:
         import openai
         from langchain_openai import ChatOpenAI
 

@@ -1,0 +1,204 @@
+"""The LangGraph state machine of one search.
+
+```
+design -> check -> evaluate -> analyse -> critique -> remember -> design ...   (stop -> finalize)
+            |  no candidate survived: back to design with the reasons (bounded attempts)
+```
+Nodes read the `SearchContext` (space, evaluator, strategy, memory, LLM, run directory) by
+closure and return only what they add to the `SearchState`. Every LLM call and every tool
+result is written to the run's traces; LangGraph's SQLite checkpointer stores the state after
+every node, so a killed run resumes at the node it was in, and finished evaluations are read back
+from `evaluations.jsonl` instead of being run again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from tinyarch.agents.context import SearchContext
+from tinyarch.agents.critic import critique
+from tinyarch.agents.state import Outcome, SearchState, evaluated
+from tinyarch.budget import BudgetBreach
+from tinyarch.space import SpecError
+from tinyarch.tools.pareto import analyse
+
+MAX_DESIGN_ATTEMPTS = 3
+
+
+def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
+    """The compiled graph; `checkpointer` (e.g. a SqliteSaver) makes it resumable."""
+    space, config, rundir = ctx.space, ctx.config, ctx.rundir
+
+    def design(state: SearchState) -> dict[str, Any]:
+        iteration, attempt = state.get("iteration", 0), state.get("design_attempts", 0)
+        remaining = config.budget_evals - _evaluations_used(state)
+        proposals = ctx.strategy.propose(ctx, state, config.batch, attempt)[: max(remaining, 1)]
+        rundir.trace("tool", iteration, "design", strategy=ctx.strategy.name, attempt=attempt, proposals=proposals)
+        return {"pending": proposals, "design_attempts": attempt + 1}
+
+    def check(state: SearchState) -> dict[str, Any]:
+        """Validate, deduplicate (run history, this batch, memory) and profile; reject before any training."""
+        iteration, attempt = state.get("iteration", 0), state.get("design_attempts", 1) - 1
+        base = {"iteration": iteration, "attempt": attempt, "source": ctx.strategy.name}
+        seen = {c["id"] for c in state.get("history", [])}
+        accepted, rejected = [], []
+        for position, raw in enumerate(state.get("pending", [])):
+            outcome = checked(raw, seen, {**base, "position": position})
+            if outcome.status == "pending":
+                seen.add(outcome.id)
+                accepted.append(outcome.model_dump())
+            else:
+                rundir.trace("tool", iteration, "check", id=outcome.id, status="rejected", reason=outcome.reason)
+                rejected.append(outcome.model_dump())
+        return {"pending": accepted, "rejected": rejected, "history": rejected}
+
+    def checked(raw: Any, seen: set[str], base: dict[str, Any]) -> Outcome:
+        try:
+            spec = space.parse(raw)
+        except SpecError as e:
+            return Outcome(
+                id="invalid",
+                spec=raw if isinstance(raw, dict) else {},
+                summary="(invalid)",
+                status="rejected",
+                reason=str(e)[:500],
+                **base,
+            )
+        outcome = Outcome(
+            id=spec.id,
+            spec=spec.model_dump(mode="json", exclude={"name"}),
+            summary=spec.summary(),
+            status="pending",
+            **base,
+        )
+        if spec.id in seen:
+            return outcome.model_copy(update={"status": "rejected", "reason": "duplicate of an earlier candidate"})
+        if ctx.memory is not None and ctx.memory.seen(space, spec.id, config.dataset):
+            return outcome.model_copy(update={"status": "rejected", "reason": "already evaluated in an earlier run"})
+        cost = space.cost(spec)
+        breaches = [
+            str(BudgetBreach(_budget_name(k), int(cost[k]), int(limit)))
+            for k, limit in ctx.limits.items()
+            if limit is not None and k in cost and cost[k] > limit
+        ]
+        status = "rejected" if breaches else "pending"
+        return outcome.model_copy(update={"cost": cost, "status": status, "reason": "; ".join(breaches)})
+
+    def after_check(state: SearchState) -> str:
+        if state.get("pending"):
+            return "evaluate"
+        return "design" if state.get("design_attempts", 0) < MAX_DESIGN_ATTEMPTS else "analyse"
+
+    def evaluate(state: SearchState) -> dict[str, Any]:
+        iteration = state.get("iteration", 0)
+        finished = rundir.finished_evaluations()
+        results = []
+        for candidate in state.get("pending", []):
+            record = finished.get(candidate["id"])
+            if record is None:  # not evaluated before a kill
+                ev = ctx.evaluator.evaluate(space.parse(candidate["spec"]))
+                record = {"status": ev.status, "metrics": ev.metrics, "reason": ev.reason, "seconds": ev.seconds}
+                rundir.record_evaluation(candidate["id"], record)
+            rundir.trace("tool", iteration, "evaluate", id=candidate["id"], **record)
+            status = "evaluated" if record["status"] == "ok" else "failed"
+            results.append({**candidate, "status": status, "metrics": record["metrics"], "reason": record["reason"]})
+        return {"history": results, "pending": []}
+
+    def analyse_node(state: SearchState) -> dict[str, Any]:
+        done = evaluated(state)
+        points = [{"accuracy": c["metrics"]["accuracy"], **c["cost"]} for c in done]
+        result = analyse(points, ctx.limits)
+        front = [done[i]["id"] for i in result.front]
+        rundir.trace("tool", state.get("iteration", 0), "analyse", front=front, hypervolume=result.hypervolume)
+        return {"front": front, "hypervolume": [result.hypervolume]}
+
+    def critique_node(state: SearchState) -> dict[str, Any]:
+        iteration = state.get("iteration", 0)
+        used = _evaluations_used(state)
+        stop_reason = ""
+        if used >= config.budget_evals:
+            stop_reason = f"evaluation budget spent ({used} of {config.budget_evals})"
+        elif config.budget_time and time.time() - state.get("started_at", ctx.started) > config.budget_time:
+            stop_reason = f"time budget of {config.budget_time:.0f} s spent"
+        elif iteration + 1 >= config.max_iterations:
+            stop_reason = f"iteration limit {config.max_iterations} reached"
+        update: dict[str, Any] = {}
+        if ctx.llm is not None and config.strategy == "llm":
+            advice = critique(ctx, state)
+            if advice is not None:
+                update["advice"] = advice.model_dump()
+                if advice.decision == "stop" and not stop_reason and used >= config.budget_evals // 2:
+                    stop_reason = f"the Critic stopped the search: {advice.reason}"
+        update["decision"] = "stop" if stop_reason else "continue"
+        update["stop_reason"] = stop_reason
+        rundir.trace("tool", iteration, "critique", decision=update["decision"], reason=stop_reason)
+        return update
+
+    def remember(state: SearchState) -> dict[str, Any]:
+        iteration = state.get("iteration", 0)
+        if ctx.memory is not None:
+            for c in state.get("history", []):
+                if c["iteration"] == iteration and c["status"] in ("evaluated", "failed"):
+                    ctx.memory.remember(
+                        space,
+                        space.parse(c["spec"]),
+                        {**c["metrics"], **c["cost"]},
+                        config.dataset,
+                        config.name,
+                        c["status"],
+                    )
+            advice = state.get("advice") or {}
+            if advice.get("advice"):
+                ctx.memory.add_lesson(f"{advice['advice']} Why: {advice.get('why', '')}", config.name, iteration)
+        return {"iteration": iteration + 1, "design_attempts": 0, "rejected": []}
+
+    def after_remember(state: SearchState) -> str:
+        return "finalize" if state.get("decision") == "stop" else "design"
+
+    def finalize(state: SearchState) -> dict[str, Any]:
+        """The front's top-k get the full recipe (and KD when a teacher is given); table lookups need none."""
+        done = {c["id"]: c for c in evaluated(state)}
+        final = [done[i] for i in state.get("front", [])[: max(config.final_top_k, 0)]]
+        trained = []
+        for candidate in final:
+            if hasattr(ctx.evaluator, "finalize"):
+                metrics = ctx.evaluator.finalize(space.parse(candidate["spec"]))
+                candidate = {**candidate, "final": metrics}
+            trained.append(candidate)
+        rundir.trace(
+            "tool",
+            state.get("iteration", 0),
+            "finalize",
+            final=[c["id"] for c in trained],
+            reason=state.get("stop_reason", ""),
+        )
+        return {"final": trained}
+
+    graph = StateGraph(SearchState)
+    graph.add_node("design", design)
+    graph.add_node("check", check)
+    graph.add_node("evaluate", evaluate)
+    graph.add_node("analyse", analyse_node)
+    graph.add_node("critique", critique_node)
+    graph.add_node("remember", remember)
+    graph.add_node("finalize", finalize)
+    graph.add_edge(START, "design")
+    graph.add_edge("design", "check")
+    graph.add_conditional_edges("check", after_check, ["evaluate", "design", "analyse"])
+    graph.add_edge("evaluate", "analyse")
+    graph.add_edge("analyse", "critique")
+    graph.add_edge("critique", "remember")
+    graph.add_conditional_edges("remember", after_remember, ["design", "finalize"])
+    graph.add_edge("finalize", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _evaluations_used(state: SearchState) -> int:
+    return sum(c["status"] in ("evaluated", "failed") for c in state.get("history", []))
+
+
+def _budget_name(cost_key: str) -> str:
+    return {"peak_sram": "sram", "flash": "flash", "macs": "macs"}[cost_key]

@@ -1,0 +1,92 @@
+"""Assemble a search from its RunConfig and run (or resume) its graph with SQLite checkpoints."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tinyarch.agents.context import SearchContext
+from tinyarch.agents.graph import build_graph
+from tinyarch.config import RunConfig
+from tinyarch.rundir import RunDir
+from tinyarch.space import load_space
+
+NATS_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
+RECURSION_LIMIT = 100_000
+"""LangGraph counts node steps; a long search takes many (about 6 per iteration)."""
+
+
+class RunExists(RuntimeError):
+    pass
+
+
+def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
+    from tinyarch.agents.designer import LLMDesigner
+    from tinyarch.agents.llm import StructuredLLM, make_backend
+    from tinyarch.agents.strategies import NSGA2Strategy, RandomStrategy
+    from tinyarch.memory.store import Memory
+
+    space = load_space(config.space)
+    in_channels = None
+    if config.evaluator == "nats":
+        from tinyarch.tools.evaluators import NatsTableEvaluator
+
+        evaluator: Any = NatsTableEvaluator(config.dataset, config.nats_table)
+        num_classes = NATS_CLASSES[config.dataset]
+    else:
+        from tinyarch.tools.data import load_data
+        from tinyarch.tools.evaluators import ProxyTrainingEvaluator
+        from tinyarch.tools.train import RECIPES
+
+        data = load_data(config.dataset, config.data_dir, seed=config.seed)
+        recipe = RECIPES["proxy"]
+        if config.proxy_epochs:
+            recipe = recipe.model_copy(update={"epochs": config.proxy_epochs})
+        evaluator = ProxyTrainingEvaluator(data, recipe, rundir.candidates, seed=config.seed, progress=False)
+        num_classes, in_channels = data.info.num_classes, data.info.channels
+    strategies = {"llm": LLMDesigner, "random": RandomStrategy, "nsga2": NSGA2Strategy}
+    llm = None
+    if config.strategy == "llm":
+        llm = StructuredLLM(make_backend(config.llm, config.llm_url, seed=config.seed))
+    memory = Memory(url=config.memory_url) if config.memory_url else Memory(config.memory_path)
+    return SearchContext(
+        config, space, evaluator, strategies[config.strategy](), rundir, num_classes, in_channels, memory, llm
+    )
+
+
+def run_search(
+    config: RunConfig | None,
+    runs_root: Path = Path("runs"),
+    resume: str | None = None,
+    on_update: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run a new search (`config`) or continue a killed one (`resume=NAME`); returns the final state."""
+    if resume:
+        rundir = RunDir(runs_root / resume)
+        if not rundir.config.is_file():
+            raise RunExists(f"no run {resume!r} under {runs_root}/ to resume")
+        config = RunConfig.load(rundir.config)
+    else:
+        assert config is not None
+        rundir = RunDir(runs_root / config.name)
+        if rundir.checkpoints.is_file():
+            raise RunExists(f"run {config.name!r} exists in {rundir.root}; resume it with --resume {config.name}")
+        config.save(rundir.config)
+    ctx = build_context(config, rundir)
+    connection = sqlite3.connect(str(rundir.checkpoints), check_same_thread=False)
+    try:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        graph = build_graph(ctx, SqliteSaver(connection))
+        run_config = {"configurable": {"thread_id": config.name}, "recursion_limit": RECURSION_LIMIT}
+        start = None if resume else {"started_at": time.time(), "iteration": 0}
+        for chunk in graph.stream(start, run_config, stream_mode="updates"):
+            for node, update in chunk.items():
+                if on_update is not None:
+                    on_update(node, update or {})
+        return dict(graph.get_state(run_config).values)
+    finally:
+        connection.close()

@@ -1,0 +1,76 @@
+"""A search run's configuration: one pydantic model, read from RUN.yaml and overridable by flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tinyarch.budget import parse_bytes, parse_count
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """'8h' -> 28800.0 seconds; '90m', '45s' and bare seconds work too."""
+    if text is None or isinstance(text, int | float):
+        return None if text is None else float(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a duration; write e.g. 8h, 90m or 45s") from None
+
+
+class RunConfig(BaseModel):
+    """Everything that defines a search; saved as `runs/NAME/config.yaml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    space: str = "nats-tss"
+    dataset: str = "cifar100"
+    strategy: Literal["llm", "nsga2", "random"] = "llm"
+    llm: str = "llamacpp:qwen2.5-coder-0.5b"
+    llm_url: str | None = None
+    evaluator: Literal["nats", "proxy"] = "nats"
+    nats_table: Path | None = None
+    data_dir: Path | None = None
+    proxy_epochs: int | None = None
+    batch: int = Field(default=4, ge=1, le=16, description="candidates proposed per iteration")
+    budget_evals: int = Field(default=20, ge=1)
+    budget_time: float | None = None
+    max_iterations: int = Field(default=100, ge=1)
+    sram: int | None = None
+    flash: int | None = None
+    macs: int | None = None
+    final_top_k: int = 0
+    teacher: Path | None = None
+    seed: int = 0
+    memory_path: Path | None = None
+    memory_url: str | None = None
+    use_explanations: bool = True
+
+    @field_validator("sram", "flash", mode="before")
+    @classmethod
+    def _bytes(cls, v: object) -> object:
+        return parse_bytes(v) if isinstance(v, str) else v
+
+    @field_validator("macs", mode="before")
+    @classmethod
+    def _count(cls, v: object) -> object:
+        return parse_count(v) if isinstance(v, str) else v
+
+    @field_validator("budget_time", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> object:
+        return parse_duration(v) if isinstance(v, str) else v
+
+    @classmethod
+    def load(cls, path: Path, **overrides: object) -> RunConfig:
+        data = yaml.safe_load(path.read_text()) or {}
+        return cls.model_validate({**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
