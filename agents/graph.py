@@ -164,10 +164,8 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         final = [done[i] for i in state.get("front", [])[: max(config.final_top_k, 0)]]
         trained = []
         for candidate in final:
-            if hasattr(ctx.evaluator, "finalize"):
-                metrics = ctx.evaluator.finalize(space.parse(candidate["spec"]))
-                candidate = {**candidate, "final": metrics}
-            trained.append(candidate)
+            ev = ctx.evaluator.finalize(space.parse(candidate["spec"]))
+            trained.append({**candidate, "final": {"status": ev.status, "metrics": ev.metrics, "reason": ev.reason}})
         rundir.trace(
             "tool",
             state.get("iteration", 0),

@@ -38,14 +38,20 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
         num_classes = NATS_CLASSES[config.dataset]
     else:
         from tinyarch.tools.data import load_data
+        from tinyarch.tools.distill import TeacherError
         from tinyarch.tools.evaluators import ProxyTrainingEvaluator
         from tinyarch.tools.train import RECIPES
 
         data = load_data(config.dataset, config.data_dir, seed=config.seed)
-        recipe = RECIPES["proxy"]
-        if config.proxy_epochs:
-            recipe = recipe.model_copy(update={"epochs": config.proxy_epochs})
-        evaluator = ProxyTrainingEvaluator(data, recipe, rundir.candidates, seed=config.seed, progress=False)
+        if config.teacher is not None and not config.teacher.is_file():
+            raise TeacherError(f"teacher checkpoint {config.teacher} not found")
+        recipe, final = (
+            RECIPES[name].model_copy(update={"epochs": epochs} if epochs else {})
+            for name, epochs in (("proxy", config.proxy_epochs), ("full", config.final_epochs))
+        )
+        evaluator = ProxyTrainingEvaluator(
+            data, recipe, final, rundir.candidates, seed=config.seed, teacher=config.teacher, progress=False
+        )
         num_classes, in_channels = data.info.num_classes, data.info.channels
     strategies = {"llm": LLMDesigner, "random": RandomStrategy, "nsga2": NSGA2Strategy}
     llm = None

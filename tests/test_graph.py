@@ -183,3 +183,29 @@ def test_two_iterations_with_the_real_embedded_model(tmp_path: Path) -> None:
     assert {t["agent"] for t in llm_traces} == {"designer", "critic"}
     assert all(t["backend"].startswith("llamacpp:") and t["completion_tokens"] > 0 for t in llm_traces)
     assert any(c["status"] == "evaluated" for c in state["history"])
+
+
+def test_proxy_search_on_mcu_trains_checks_and_finalizes(tmp_path: Path) -> None:
+    config = RunConfig(
+        name="proxy",
+        space="mcu",
+        dataset="synthetic",
+        evaluator="proxy",
+        strategy="random",
+        budget_evals=2,
+        batch=16,
+        macs="20M",
+        proxy_epochs=1,
+        final_top_k=1,
+        final_epochs=1,
+        memory_path=tmp_path / "mem",
+    )
+    state = _run(config, tmp_path)
+    evaluated = [c for c in state["history"] if c["status"] == "evaluated"]
+    assert len(evaluated) == 2 and all(c["cost"]["macs"] <= 10e6 and "peak_sram" in c["cost"] for c in evaluated)
+    assert any("MACs" in c["reason"] for c in state["history"] if c["status"] == "rejected")
+    (final,) = state["final"]
+    assert final["id"] == state["front"][0] and final["final"]["status"] == "ok"
+    candidates = tmp_path / "runs" / "proxy" / "candidates"
+    assert (candidates / final["id"] / "weights.safetensors").is_file()
+    assert (candidates / f"{final['id']}-full" / "metrics.json").is_file()

@@ -412,11 +412,19 @@ def search_cmd(
         except ValueError as e:
             errors = e.errors() if hasattr(e, "errors") else [{"loc": ("config",), "msg": str(e)}]
             raise UserError(*(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors)) from None
-    display = SearchDisplay(config or RunConfig.load(runs_dir / str(resume) / "config.yaml"))
+    from tinyarch.agents.backends.base import LLMUnavailable
+    from tinyarch.tools.data import DataError
+    from tinyarch.tools.distill import TeacherError
+    from tinyarch.tools.evaluators import EvaluatorError
+
+    saved = runs_dir / str(resume) / "config.yaml"
+    if resume and not saved.is_file():
+        raise UserError(f"no run {resume!r} under {runs_dir}/ to resume")
+    display = SearchDisplay(config or RunConfig.load(saved))
     try:
         with Live(display, console=out, refresh_per_second=4, transient=False):
             state = run_search(config, runs_dir, resume, on_update=display.update)
-    except RunExists as e:
+    except (RunExists, EvaluatorError, DataError, TeacherError, LLMUnavailable) as e:
         raise UserError(str(e)) from None
     print_front(state, display.config, runs_dir / display.config.name)
 

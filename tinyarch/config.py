@@ -46,6 +46,7 @@ class RunConfig(BaseModel):
     flash: int | None = None
     macs: int | None = None
     final_top_k: int = 0
+    final_epochs: int | None = None
     teacher: Path | None = None
     seed: int = 0
     memory_path: Path | None = None

@@ -78,22 +78,49 @@ class NatsTableEvaluator:
             return Evaluation("failed", reason=f"{cell.arch_string()} is not in {self.path.name}")
         return Evaluation("ok", {"accuracy": accuracy}, seconds=time.perf_counter() - started)
 
+    def finalize(self, cell: NatsCell) -> Evaluation:
+        """The table already holds the 200-epoch result: nothing to train."""
+        return self.evaluate(cell)
+
 
 class ProxyTrainingEvaluator:
-    """Trains a spec with the proxy recipe and reports validation accuracy (never test)."""
+    """Trains a spec with the proxy recipe and reports validation accuracy (never test); `finalize`
+    trains a front member with the full recipe, distilled from the teacher when one is given."""
 
-    def __init__(self, data: Any, recipe: Any, runs_dir: Path | None = None, seed: int = 0, **train_kwargs: Any):
-        self.data, self.recipe, self.runs_dir, self.seed, self.train_kwargs = data, recipe, runs_dir, seed, train_kwargs
+    def __init__(
+        self,
+        data: Any,
+        recipe: Any,
+        final_recipe: Any,
+        runs_dir: Path | None = None,
+        seed: int = 0,
+        teacher: Path | None = None,
+        **train_kwargs: Any,
+    ):
+        self.data, self.recipe, self.final_recipe = data, recipe, final_recipe
+        self.runs_dir, self.seed, self.teacher_path, self.train_kwargs = runs_dir, seed, teacher, train_kwargs
 
-    def evaluate(self, spec: Any) -> Evaluation:
+    def _train(self, spec: Any, recipe: Any, suffix: str, **extra: Any) -> Evaluation:
         from tinyarch.tools.train import CandidateFailed, train
 
-        model_dir = self.runs_dir / spec.id if self.runs_dir else None
+        model_dir = self.runs_dir / f"{spec.id}{suffix}" if self.runs_dir else None
         try:
-            _, result = train(spec, self.data, self.recipe, model_dir, seed=self.seed, **self.train_kwargs)
+            _, result = train(spec, self.data, recipe, model_dir, seed=self.seed, **self.train_kwargs, **extra)
         except CandidateFailed as e:
             return Evaluation("failed", reason=str(e))
         if not result.ok:
             return Evaluation("failed", reason=result.reason, seconds=result.seconds)
         metrics = {"accuracy": result.val_acc, "val_loss": result.val_loss, "train_seconds": result.seconds}
         return Evaluation("ok", metrics, seconds=result.seconds)
+
+    def evaluate(self, spec: Any) -> Evaluation:
+        return self._train(spec, self.recipe, "")
+
+    def finalize(self, spec: Any) -> Evaluation:
+        from tinyarch.tools.distill import load_teacher
+
+        extra: dict[str, Any] = {}
+        if self.teacher_path is not None:
+            extra["teacher"] = load_teacher(self.teacher_path, self.data.info.num_classes)
+            extra["teacher_cache_dir"] = Path("~/.cache/tinyarch/teacher-logits").expanduser()
+        return self._train(spec, self.final_recipe, "-full-kd" if extra else "-full", **extra)
