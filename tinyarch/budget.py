@@ -7,9 +7,11 @@ Operation counts use decimal ones: 1 M MACs = 10^6.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 _BYTE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
 _COUNT_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
@@ -44,24 +46,24 @@ def format_count(n: float) -> str:
     return f"{n / 1e6:.2f} M" if abs(n) >= 1e5 else f"{n / 1e3:.1f} k"
 
 
+def _from_text(parse: Callable[[str], int]) -> BeforeValidator:
+    return BeforeValidator(lambda v: parse(v) if isinstance(v, str) else v)
+
+
+Bytes = Annotated[int | None, _from_text(parse_bytes)]
+"""A byte count that may be written as text such as '320KB'."""
+Count = Annotated[int | None, _from_text(parse_count)]
+"""A count that may be written as text such as '100M'."""
+
+
 class Budget(BaseModel):
     """Limits a deployable spec must meet; None means unconstrained."""
 
     model_config = ConfigDict(extra="forbid")
 
-    sram: int | None = None
-    flash: int | None = None
-    macs: int | None = None
-
-    @field_validator("sram", "flash", mode="before")
-    @classmethod
-    def _bytes(cls, v: object) -> object:
-        return parse_bytes(v) if isinstance(v, str) else v
-
-    @field_validator("macs", mode="before")
-    @classmethod
-    def _count(cls, v: object) -> object:
-        return parse_count(v) if isinstance(v, str) else v
+    sram: Bytes = None
+    flash: Bytes = None
+    macs: Count = None
 
 
 @dataclass(frozen=True)

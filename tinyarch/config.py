@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tinyarch.budget import parse_bytes, parse_count
+from tinyarch.budget import Bytes, Count
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
@@ -42,9 +42,9 @@ class RunConfig(BaseModel):
     budget_evals: int = Field(default=20, ge=1)
     budget_time: float | None = None
     max_iterations: int = Field(default=100, ge=1)
-    sram: int | None = None
-    flash: int | None = None
-    macs: int | None = None
+    sram: Bytes = None
+    flash: Bytes = None
+    macs: Count = None
     final_top_k: int = 0
     final_epochs: int | None = None
     teacher: Path | None = None
@@ -52,16 +52,6 @@ class RunConfig(BaseModel):
     memory_path: Path | None = None
     memory_url: str | None = None
     use_explanations: bool = True
-
-    @field_validator("sram", "flash", mode="before")
-    @classmethod
-    def _bytes(cls, v: object) -> object:
-        return parse_bytes(v) if isinstance(v, str) else v
-
-    @field_validator("macs", mode="before")
-    @classmethod
-    def _count(cls, v: object) -> object:
-        return parse_count(v) if isinstance(v, str) else v
 
     @field_validator("budget_time", mode="before")
     @classmethod

@@ -93,11 +93,8 @@ def data_dir_from_env(data_dir: Path | str | None) -> Path | None:
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def verify_cifar(name: str, root: Path | None, checksums: dict[str, str] | None = None) -> Path:
