@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import free_port, wait_for_port
 from tinyarch.agents.backends.base import Completion, LLMUnavailable
+from tinyarch.agents.backends.llamacpp import resolve_model
 from tinyarch.agents.llm import StructuredLLM, make_backend
 from tinyarch.space import load_space
 
@@ -118,3 +123,30 @@ def test_real_embedded_model_returns_a_spec_of_the_space() -> None:
     assert parsed is not None, [c.errors for c in calls]
     assert MCU.parse(parsed).num_classes == 10
     assert calls[-1].completion_tokens > 0 and calls[-1].backend.startswith("llamacpp:qwen2.5-coder-0.5b")
+
+
+@pytest.mark.slow
+def test_chat_ollama_backend_against_an_ollama_api_server_with_the_real_model(tmp_path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("ollama_server.py")), str(resolve_model()), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        llm = StructuredLLM(make_backend("ollama:qwen-embedded", f"http://127.0.0.1:{port}"), retries=2)
+        messages = [{"role": "user", "content": "Propose one small CNN for 32x32 RGB images with 10 classes."}]
+        parsed, calls = llm.ask("designer", messages, SCHEMA, space_errors, seed=3)
+        assert parsed is not None, [c.errors for c in calls]
+        assert MCU.parse(parsed).num_classes == 10
+        assert calls[-1].backend == "ollama:qwen-embedded" and calls[-1].completion_tokens > 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    down = StructuredLLM(
+        make_backend("ollama:qwen-embedded", f"http://127.0.0.1:{port}"), transport_retries=1, backoff_s=0.01
+    )
+    with pytest.raises(LLMUnavailable, match=r"Ollama at http://127\.0\.0\.1"):
+        down.ask("designer", [{"role": "user", "content": "hi"}], SCHEMA)

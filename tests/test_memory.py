@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port, wait_for_port
 from tinyarch.memory.store import Memory
 from tinyarch.space import load_space
 
@@ -42,9 +41,7 @@ def test_persistent_memory_survives_a_new_client(tmp_path: Path) -> None:
 
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
     assert chroma, "the chroma CLI comes with chromadb"
     proc = subprocess.Popen(
@@ -53,13 +50,7 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.3)
+        wait_for_port(port, 60)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
