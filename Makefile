@@ -35,10 +35,13 @@ system: $(SYSTEM_STAMP)
 model: $(STAMP)
 	$(VENV)/bin/tinyarch model fetch
 
+# A real search: the embedded LLM designs `mcu` networks for Fashion-MNIST (synthetic data when
+# Debian's dataset-fashion-mnist is absent), each trained with a 1-epoch proxy on 6,000 images.
+DEMO_DATASET := $(shell test -d /usr/share/datasets/fashion-mnist && echo fashion-mnist || echo synthetic)
 demo: install
-	$(VENV)/bin/tinyarch space show mcu
-	$(VENV)/bin/tinyarch space sample mcu -n 5 --seed 0
-	$(VENV)/bin/tinyarch profile examples/lmanet_elite.json --budget-sram 320KB --budget-flash 1MB --budget-macs 100M
+	$(VENV)/bin/tinyarch search --name demo-$$(date +%Y%m%d-%H%M%S) --space mcu --evaluator proxy \
+		--dataset $(DEMO_DATASET) --strategy llm --batch 3 --budget-evals 9 --budget-macs 20M \
+		--budget-sram 128KB --proxy-epochs 1 --proxy-images 6000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

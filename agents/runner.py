@@ -43,6 +43,7 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
         from tinyarch.tools.train import RECIPES
 
         data = load_data(config.dataset, config.data_dir, seed=config.seed)
+        proxy_data = data.with_train_subset(config.proxy_images, config.seed) if config.proxy_images else data
         if config.teacher is not None and not config.teacher.is_file():
             raise TeacherError(f"teacher checkpoint {config.teacher} not found")
         recipe, final = (
@@ -50,7 +51,14 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
             for name, epochs in (("proxy", config.proxy_epochs), ("full", config.final_epochs))
         )
         evaluator = ProxyTrainingEvaluator(
-            data, recipe, final, rundir.candidates, seed=config.seed, teacher=config.teacher, progress=False
+            proxy_data,
+            recipe,
+            final,
+            rundir.candidates,
+            seed=config.seed,
+            teacher=config.teacher,
+            progress=False,
+            full_data=data,
         )
         num_classes, in_channels = data.info.num_classes, data.info.channels
     strategies = {"llm": LLMDesigner, "random": RandomStrategy, "nsga2": NSGA2Strategy}

@@ -38,6 +38,7 @@ class RunConfig(BaseModel):
     nats_table: Path | None = None
     data_dir: Path | None = None
     proxy_epochs: int | None = None
+    proxy_images: int | None = Field(default=None, ge=1, description="train proxies on this many images")
     batch: int = Field(default=4, ge=1, le=16, description="candidates proposed per iteration")
     budget_evals: int = Field(default=20, ge=1)
     budget_time: float | None = None

@@ -79,6 +79,13 @@ class Data:
     val: ImageSet
     data_dir: Path | None
 
+    def with_train_subset(self, images: int, seed: int = 0) -> Data:
+        """The same data with a fixed-seed subset of the training split (validation unchanged), for cheap proxies."""
+        if images >= len(self.train):
+            return self
+        keep = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))[:images]
+        return Data(self.info, self.train.subset(keep), self.val, self.data_dir)
+
 
 Loader = Callable[[Path | None, str, int], ImageSet]
 """(data_dir, split 'train' | 'test', seed) -> images."""

@@ -95,17 +95,19 @@ class ProxyTrainingEvaluator:
         runs_dir: Path | None = None,
         seed: int = 0,
         teacher: Path | None = None,
+        full_data: Any = None,
         **train_kwargs: Any,
     ):
         self.data, self.recipe, self.final_recipe = data, recipe, final_recipe
+        self.full_data = full_data or data
         self.runs_dir, self.seed, self.teacher_path, self.train_kwargs = runs_dir, seed, teacher, train_kwargs
 
-    def _train(self, spec: Any, recipe: Any, suffix: str, **extra: Any) -> Evaluation:
+    def _train(self, spec: Any, data: Any, recipe: Any, suffix: str, **extra: Any) -> Evaluation:
         from tinyarch.tools.train import CandidateFailed, train
 
         model_dir = self.runs_dir / f"{spec.id}{suffix}" if self.runs_dir else None
         try:
-            _, result = train(spec, self.data, recipe, model_dir, seed=self.seed, **self.train_kwargs, **extra)
+            _, result = train(spec, data, recipe, model_dir, seed=self.seed, **self.train_kwargs, **extra)
         except CandidateFailed as e:
             return Evaluation("failed", reason=str(e))
         if not result.ok:
@@ -114,13 +116,13 @@ class ProxyTrainingEvaluator:
         return Evaluation("ok", metrics, seconds=result.seconds)
 
     def evaluate(self, spec: Any) -> Evaluation:
-        return self._train(spec, self.recipe, "")
+        return self._train(spec, self.data, self.recipe, "")
 
     def finalize(self, spec: Any) -> Evaluation:
         from tinyarch.tools.distill import load_teacher
 
         extra: dict[str, Any] = {}
         if self.teacher_path is not None:
-            extra["teacher"] = load_teacher(self.teacher_path, self.data.info.num_classes)
+            extra["teacher"] = load_teacher(self.teacher_path, self.full_data.info.num_classes)
             extra["teacher_cache_dir"] = Path("~/.cache/tinyarch/teacher-logits").expanduser()
-        return self._train(spec, self.final_recipe, "-full-kd" if extra else "-full", **extra)
+        return self._train(spec, self.full_data, self.final_recipe, "-full-kd" if extra else "-full", **extra)
