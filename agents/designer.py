@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from typing import Any
 
 from tinyarch.agents.context import SearchContext, describe
@@ -49,6 +51,7 @@ class LLMDesigner:
             advice_text = f"{advice['advice']} Try: {tried or '-'}. Avoid: {avoid or '-'}."
         user = render(
             "designer_user",
+            examples=self.feasible_examples(ctx, state),
             dataset=ctx.config.dataset,
             num_classes=ctx.num_classes,
             space_name=ctx.space.name,
@@ -64,6 +67,19 @@ class LLMDesigner:
             batch=n,
         )
         return [{"role": "system", "content": render("designer_system")}, {"role": "user", "content": user}]
+
+    def feasible_examples(self, ctx: SearchContext, state: SearchState, count: int = 2) -> str:
+        """A few random specs that pass the budget, as compact JSON: anchors for a small model."""
+        rng = random.Random(hash((ctx.config.seed, state.get("iteration", 0))))
+        found: list[str] = []
+        for _ in range(2000):
+            spec = ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields())
+            cost = ctx.space.cost(spec)
+            if all(limit is None or cost.get(k, 0) <= limit for k, limit in ctx.limits.items()):
+                found.append(json.dumps(spec.model_dump(mode="json", exclude={"name"}), separators=(",", ":")))
+                if len(found) == count:
+                    break
+        return "\n".join(found) or "(none found)"
 
     def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[dict[str, Any]]:
         assert ctx.llm is not None

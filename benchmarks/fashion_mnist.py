@@ -94,7 +94,7 @@ def main() -> None:
             f"{r['images_per_s']:,.0f}",
             f"{r['minutes']:.1f}",
         )
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def main() -> None:
     for processes in (1, 2):
         rate, ops = measure(processes, args.specs)
         table.add_row(str(processes), f"{rate:,.0f}", f"{1e6 / rate * processes:.0f}", f"{ops:.0f}")
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

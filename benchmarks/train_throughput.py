@@ -94,8 +94,8 @@ def main() -> None:
         table.add_column(col, justify="left" if col == "loop" else "right")
     table.add_row("plain torch", f"{statistics.median(plain):,.0f}", ", ".join(f"{v:,.0f}" for v in plain))
     table.add_row("tinyarch train", f"{statistics.median(ours):,.0f}", ", ".join(f"{v:,.0f}" for v in ours))
-    Console().print(table)
-    Console().print(f"tinyarch / plain = {statistics.median(ours) / statistics.median(plain):.3f}")
+    Console(width=160).print(table)
+    Console(width=160).print(f"tinyarch / plain = {statistics.median(ours) / statistics.median(plain):.3f}")
 
 
 if __name__ == "__main__":
