@@ -202,7 +202,7 @@ def test_proxy_search_on_mcu_trains_checks_and_finalizes(tmp_path: Path) -> None
     )
     state = _run(config, tmp_path)
     evaluated = [c for c in state["history"] if c["status"] == "evaluated"]
-    assert len(evaluated) == 2 and all(c["cost"]["macs"] <= 10e6 and "peak_sram" in c["cost"] for c in evaluated)
+    assert len(evaluated) == 2 and all(c["cost"]["macs"] <= 20e6 and "peak_sram" in c["cost"] for c in evaluated)
     assert any("MACs" in c["reason"] for c in state["history"] if c["status"] == "rejected")
     (final,) = state["final"]
     assert final["id"] == state["front"][0] and final["final"]["status"] == "ok"
