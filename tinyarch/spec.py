@@ -165,8 +165,3 @@ class ArchSpec(SpecBase):
         parts.append(f"head{self.head.width}")
         parts.append(f"{self.num_classes}cls")
         return " | ".join(parts)
-
-
-def load_spec(text: str) -> ArchSpec:
-    """Parse JSON text into a spec; pydantic raises ValidationError with field paths on bad input."""
-    return ArchSpec.model_validate_json(text)

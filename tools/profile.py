@@ -9,7 +9,6 @@ is an uncalibrated guess until the deployment work calibrates it on the emulated
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -34,10 +33,6 @@ class LatencyModel(BaseModel):
         ho, wo, co = op.out_shape
         elements = max(h * w * c, ho * wo * co)
         return self.per_mac.get(op.kind, 0.0) * op.macs + self.per_element.get(op.kind, 0.0) * elements + self.per_op
-
-    @classmethod
-    def load(cls, path: Path) -> LatencyModel:
-        return cls.model_validate_json(path.read_text())
 
 
 UNCALIBRATED = LatencyModel()
