@@ -36,12 +36,12 @@ model: $(STAMP)
 	$(VENV)/bin/tinyarch model fetch
 
 # A real search: the embedded LLM designs `mcu` networks for Fashion-MNIST (synthetic data when
-# Debian's dataset-fashion-mnist is absent), each trained with a 1-epoch proxy on 3,000 images.
+# Debian's dataset-fashion-mnist is absent), each trained with a 3-epoch proxy on 6,000 images.
 DEMO_DATASET := $(shell test -d /usr/share/datasets/fashion-mnist && echo fashion-mnist || echo synthetic)
 demo: install
 	$(VENV)/bin/tinyarch search --name demo-$$(date +%Y%m%d-%H%M%S) --space mcu --evaluator proxy \
 		--dataset $(DEMO_DATASET) --strategy llm --batch 2 --budget-evals 6 --budget-macs 5M \
-		--budget-sram 64KB --proxy-epochs 1 --proxy-images 3000
+		--budget-sram 64KB --proxy-epochs 3 --proxy-images 6000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
