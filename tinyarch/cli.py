@@ -431,6 +431,83 @@ def search_cmd(
     print_front(state, display.config, runs_dir / display.config.name)
 
 
+@app.command("deploy")
+def deploy_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="Trained model directory (spec.json, weights, metrics).")],
+    board: Annotated[str, typer.Option(help="host | mps2-an500 (QEMU Cortex-M7) | stm32h743.")] = "mps2-an500",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Firmware project directory.")] = None,
+    kernels: Annotated[str, typer.Option(help="optimized (Cortex-M7 DSP) | reference.")] = "optimized",
+    images: Annotated[int, typer.Option(min=1, help="Validation images checked bit for bit against TFLM.")] = 8,
+    val_images: Annotated[
+        int | None, typer.Option(min=1, help="Validation images for float vs int8 accuracy (default: all).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Export int8, generate C, build firmware for a board, run it, and check it against TFLM."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from tinyarch.tools.deploy import DeployError
+    from tinyarch.tools.deploy.deploy import BOARDS, deploy
+
+    if board not in BOARDS:
+        raise UserError(f"--board: {board!r} is not one of {', '.join(BOARDS)}")
+    if kernels not in ("optimized", "reference"):
+        raise UserError(f"--kernels: {kernels!r} is not optimized or reference")
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir}: no such model directory")
+    out_dir = out_dir or model_dir / f"firmware-{board}"
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("deploying", total=None)
+        try:
+            report = deploy(
+                model_dir,
+                board,
+                out_dir,
+                kernels,
+                images,
+                val_images,
+                data_dir,
+                progress=lambda step: bar.update(task, description=step),
+            )
+        except DeployError as e:
+            raise UserError(str(e)) from None
+    print_deploy_report(report)
+
+
+def print_deploy_report(report) -> None:
+    table = Table(title=f"firmware for {report.spec_id} on {report.board} ({report.kernels} kernels)", box=box.SIMPLE)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("MACs", format_count(report.macs)),
+        (
+            "arena (= profiler peak SRAM)",
+            f"{format_bytes(report.arena)} (profiler {format_bytes(report.profiler_peak_sram)})",
+        ),
+        ("TFLM arena, same model", format_bytes(report.tflm_arena)),
+        ("weights and tables in flash", format_bytes(report.weight_bytes)),
+    ]
+    if report.flash_text is not None:
+        rows.append(("flash (text + data, arm-none-eabi-size)", format_bytes(report.flash_text)))
+        rows.append(("RAM (data + bss)", format_bytes(report.ram_data_bss)))
+    if report.instructions_per_inference:
+        rows.append(("instructions per inference (QEMU)", f"{report.instructions_per_inference:,}"))
+        rows.append(("estimated latency at 480 MHz, 1 instr/cycle", f"{report.estimated_latency_ms:.1f} ms"))
+    if report.bit_exact_matches is not None:
+        rows.append(("bit-exact vs TFLM", f"{report.bit_exact_matches}/{report.bit_exact_images} images"))
+    rows.append(
+        (
+            "val top-1 float / int8 (TFLM)",
+            f"{report.float_val_acc:.2f} / {report.int8_val_acc:.2f} % on {report.val_images}",
+        )
+    )
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+    out.print(f"firmware project: {report.project} (make; report in deploy.json)")
+
+
 def print_front(state: dict, config: RunConfig, root: Path) -> None:
     done = {c["id"]: c for c in state.get("history", []) if c["status"] == "evaluated"}
     table = Table(title=f"Pareto front of {config.name}: {state.get('stop_reason', '')}", title_justify="left")

@@ -1,1 +1,5 @@
 """Int8 export, C code generation and firmware builds for microcontrollers."""
+
+
+class DeployError(RuntimeError):
+    """A deployment step cannot go on; the message says which and why, in one line."""

@@ -1,0 +1,151 @@
+"""Deployment: the generated C equals TensorFlow Lite Micro byte for byte, on the host and on QEMU's
+Cortex-M7, and the firmware arena is the profiler's peak SRAM.
+
+`make test` checks a fast subset that still covers every block type, SE, activation and skip;
+TINYARCH_FIRMWARE_SPECS=20 adds that many random `mcu` specs (all at 32 px to keep C small).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tinyarch.builder import build_model
+from tinyarch.space import SearchSpace
+from tinyarch.spec import ArchSpec
+from tinyarch.tools.deploy.deploy import make_project, run_project
+from tinyarch.tools.deploy.tflite_graph import read_tflite
+from tinyarch.tools.profile import profile
+
+pytestmark = pytest.mark.slow
+
+QEMU = shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")
+RANDOM_SPECS = int(os.environ.get("TINYARCH_FIRMWARE_SPECS", "0"))
+
+
+def stage(block: str, width: int, depth: int, stride: int, kernel: int, se: float, act: str, skip: bool) -> dict:
+    return {
+        "block": block,
+        "width": width,
+        "depth": depth,
+        "stride": stride,
+        "kernel": kernel,
+        "expansion": 3,
+        "se_ratio": se,
+        "activation": act,
+        "skip": skip,
+    }
+
+
+# Together: mbconv and dsconv, kernels 3/5/7, strides 1/2 on odd and even sizes, SE 0.25/0.5, every
+# activation, residuals, a head or none, and SE over a 1x1 map (whose pooling TFLite drops).
+COVERAGE = [
+    {
+        "resolution": 32,
+        "in_channels": 1,
+        "num_classes": 10,
+        "stem": {"width": 8, "kernel": 3, "stride": 2, "activation": "swish"},
+        "stages": [
+            stage("dsconv", 16, 2, 1, 3, 0.25, "leaky_relu", True),
+            stage("mbconv", 16, 2, 2, 5, 0.5, "swish", True),
+            stage("mbconv", 24, 1, 2, 7, 0.0, "relu6", False),
+            stage("dsconv", 24, 2, 2, 3, 0.5, "relu6", True),
+            stage("mbconv", 32, 1, 2, 3, 0.25, "leaky_relu", False),
+        ],
+        "head": {"width": 256, "activation": "leaky_relu"},
+    },
+    {
+        "resolution": 48,
+        "in_channels": 3,
+        "num_classes": 7,
+        "stem": {"width": 16, "kernel": 3, "stride": 1, "activation": "relu6"},
+        "stages": [
+            stage("mbconv", 16, 1, 2, 3, 0.0, "relu6", True),
+            stage("mbconv", 24, 2, 2, 7, 0.0, "swish", True),
+            stage("dsconv", 32, 1, 2, 5, 0.25, "swish", False),
+            stage("mbconv", 32, 2, 1, 5, 0.0, "leaky_relu", True),
+            stage("dsconv", 48, 1, 2, 7, 0.0, "relu6", False),
+        ],
+        "head": {"width": 0, "activation": "relu6"},
+    },
+]
+
+
+def random_weights(spec: ArchSpec, seed: int) -> torch.nn.Module:
+    """A model with random weights and batch-norm statistics, so the folding is exercised."""
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.2)
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+        elif isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+            m.bias.data.normal_(0, 0.2)
+    return model.eval()
+
+
+def specs(mcu: SearchSpace) -> list[ArchSpec]:
+    chosen = [mcu.parse(s) for s in COVERAGE]
+    rng = random.Random(0)
+    while len(chosen) < len(COVERAGE) + RANDOM_SPECS:
+        chosen.append(mcu.sample(rng, rng.choice([10, 100]), resolution=32))
+    return chosen
+
+
+def project_for(spec: ArchSpec, tmp_path, board: str, kernels: str):
+    rng = np.random.default_rng(0)
+    shape = (spec.resolution, spec.resolution, spec.in_channels)
+    calibration = rng.normal(size=(24, *shape)).astype(np.float32)
+    checks = rng.normal(size=(3, *shape)).astype(np.float32)
+    return make_project(spec, random_weights(spec, 0), calibration, checks, tmp_path / spec.id, board, kernels)
+
+
+@pytest.fixture(scope="module")
+def mcu_specs(mcu: SearchSpace) -> list[ArchSpec]:
+    return specs(mcu)
+
+
+def test_coverage_specs_cover_the_space(mcu: SearchSpace) -> None:
+    blocks = [b for s in specs(mcu)[: len(COVERAGE)] for b in s.blocks()]
+    assert {b.kind.value for b in blocks} == {"mbconv", "dsconv"}
+    assert {b.activation.value for b in blocks} == {"relu6", "leaky_relu", "swish"}
+    assert {b.kernel for b in blocks} == {3, 5, 7}
+    assert any(b.se_channels for b in blocks) and any(b.residual for b in blocks)
+
+
+@pytest.mark.parametrize("index", range(len(COVERAGE) + RANDOM_SPECS))
+def test_host_firmware_is_bit_exact_with_tflm(index: int, mcu_specs: list[ArchSpec], tmp_path) -> None:
+    spec = mcu_specs[index]
+    project = project_for(spec, tmp_path, "host", "reference")
+    assert project.model.arena == profile(spec).peak_sram  # the arena is the profiler's figure
+    assert project.model.arena <= project.tflm.arena
+    for kernels in ("reference", "optimized"):
+        matches, _ = run_project(project, "host", kernels)
+        assert matches == len(project.expected), f"{kernels} kernels differ from TFLM on {spec.summary()}"
+
+
+@pytest.mark.skipif(not QEMU, reason="needs arm-none-eabi-gcc and qemu-system-arm (Debian packages)")
+def test_cortex_m7_firmware_is_bit_exact_and_optimised_kernels_run_fewer_instructions(
+    mcu_specs: list[ArchSpec], tmp_path
+) -> None:
+    project = project_for(mcu_specs[0], tmp_path, "mps2-an500", "reference")
+    counts = {}
+    for kernels in ("reference", "optimized"):
+        matches, counts[kernels] = run_project(project, "mps2-an500", kernels)
+        assert matches == len(project.expected)
+    assert counts["optimized"] * 2 <= counts["reference"], counts
+
+
+def test_every_activation_table_is_tflms(mcu_specs: list[ArchSpec], tmp_path) -> None:
+    """The tables come from TFLM; the generated file holds one per LEAKY_RELU / LOGISTIC chain."""
+    project = project_for(mcu_specs[0], tmp_path, "host", "reference")
+    tfl = read_tflite((project.dir / "model.tflite").read_bytes())
+    unary = sum(op.opcode in ("LEAKY_RELU", "LOGISTIC") for op in tfl.ops)
+    assert (project.dir / "model.c").read_text().count("_lut[256]") == unary

@@ -1,0 +1,265 @@
+"""Build firmware projects and run them: natively, or in QEMU's Cortex-M7 machine with instruction counts.
+
+A firmware project (see firmware/project.mk) builds for `host`, `mps2-an500` (QEMU) or `stm32h743`.
+QEMU models no cycle counter, so speed on the emulator is measured in executed instructions: the
+TCG plugin firmware/qemu/insn_count.c counts them, in total and between the `ta_mark()` calls that
+firmware/common/main.c makes around every `ta_invoke`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from tinyarch.tools.deploy import DeployError
+
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+"""Board support, common main, kernels and the QEMU plugin, copied into each project."""
+
+BOARDS = ("host", "mps2-an500", "stm32h743")
+KERNELS = ("reference", "optimized")
+QEMU_MACHINE = "mps2-an500"
+
+_PACKAGES = {
+    "arm-none-eabi-gcc": "gcc-arm-none-eabi (and libnewlib-arm-none-eabi)",
+    "arm-none-eabi-size": "binutils-arm-none-eabi",
+    "arm-none-eabi-nm": "binutils-arm-none-eabi",
+    "qemu-system-arm": "qemu-system-arm",
+    "gcc": "gcc",
+    "cc": "gcc",
+    "make": "make",
+}
+_PLUGIN_SOURCES = ("insn_count.c", "qemu_plugin_api.h")
+_MARKER_SYMBOL = "ta_mark"
+
+
+class EmulatorError(DeployError):
+    """A build, a tool or an emulator run failed; the message says which and why."""
+
+
+class FirmwareSize(NamedTuple):
+    """Bytes in flash (code, const weights, vectors), initialised RAM copied from flash, zeroed RAM.
+
+    `bss` is the .bss section alone (the arena and other statics); the reserved stack is not in it.
+    """
+
+    text: int
+    data: int
+    bss: int
+
+
+@dataclass(frozen=True, slots=True)
+class QemuResult:
+    """What one emulator run printed and counted."""
+
+    stdout: str
+    exit_code: int
+    instructions: int
+    """Guest instructions executed from reset to exit, start-up and printing included."""
+    inference_instructions: tuple[int, ...]
+    """Instructions of each ta_invoke (between a pair of ta_mark calls, a call's few included)."""
+
+    @property
+    def instructions_per_inference(self) -> int | None:
+        """The mean over the images, or None when nothing was counted (a host run)."""
+        if not self.inference_instructions:
+            return None
+        return round(sum(self.inference_instructions) / len(self.inference_instructions))
+
+
+def _tool(name: str) -> str:
+    """The tool's path, or an error that names the Debian package providing it."""
+    path = shutil.which(name)
+    if path is None:
+        package = _PACKAGES.get(name, name)
+        raise EmulatorError(f"{name} not found: install the Debian package {package}")
+    return path
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("TINYARCH_CACHE", "~/.cache/tinyarch")).expanduser() / "qemu-plugin"
+
+
+def plugin_path() -> Path:
+    """The instruction-count plugin, compiled with the host gcc on first use and cached by source hash.
+
+    The plugin declares QEMU's v1 plugin API itself (Debian ships no qemu-plugin.h), so neither QEMU's
+    headers nor glib's are needed.
+    """
+    source_dir = FIRMWARE_DIR / "qemu"
+    digest = hashlib.sha256()
+    for name in _PLUGIN_SOURCES:
+        digest.update((source_dir / name).read_bytes())
+    target = _cache_dir() / f"libinsn-{digest.hexdigest()[:12]}.so"
+    if target.is_file():
+        return target
+    gcc = _tool("gcc")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename, so concurrent first uses never see a half-written library.
+    fd, tmp_name = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    cmd = [gcc, "-shared", "-fPIC", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"]
+    cmd += [f"-I{source_dir}", str(source_dir / "insn_count.c"), "-o", tmp_name]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise EmulatorError(f"building the QEMU plugin failed:\n{proc.stderr.strip()}")
+    os.replace(tmp_name, target)
+    return target
+
+
+def build_project(project_dir: Path, board: str = QEMU_MACHINE, kernels: str = "reference") -> Path:
+    """Run make in a firmware project and return the image: build/firmware (host) or build/firmware.elf."""
+    if board not in BOARDS:
+        raise EmulatorError(f"unknown board {board!r}: expected one of {', '.join(BOARDS)}")
+    if kernels not in KERNELS:
+        raise EmulatorError(f"unknown kernels {kernels!r}: expected one of {', '.join(KERNELS)}")
+    project_dir = Path(project_dir)
+    if not (project_dir / "project.mk").is_file():
+        raise EmulatorError(f"{project_dir} is not a firmware project: no project.mk")
+    make = _tool("make")
+    _tool("cc" if board == "host" else "arm-none-eabi-gcc")
+    proc = subprocess.run(
+        [make, "-C", str(project_dir), f"BOARD={board}", f"KERNELS={kernels}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise EmulatorError(f"make BOARD={board} KERNELS={kernels} failed in {project_dir}:\n{tail}")
+    image = project_dir / "build" / ("firmware" if board == "host" else "firmware.elf")
+    if not image.is_file():
+        raise EmulatorError(f"make succeeded but {image} is missing")
+    return image
+
+
+def firmware_size(elf: Path) -> FirmwareSize:
+    """Flash and RAM use of an ARM image from `arm-none-eabi-size -A`, the reserved stack left out."""
+    proc = subprocess.run([_tool("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise EmulatorError(f"arm-none-eabi-size {elf} failed: {proc.stderr.strip()}")
+    text = data = bss = 0
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if len(fields) != 3 or not fields[0].startswith(".") or not fields[1].isdigit():
+            continue
+        name, size = fields[0], int(fields[1])
+        if name.startswith((".debug", ".comment", ".ARM.attributes", ".stack")):
+            continue
+        if name == ".data":
+            data += size
+        elif name == ".bss":
+            bss += size
+        else:
+            text += size
+    return FirmwareSize(text, data, bss)
+
+
+def _marker_address(elf: Path) -> int | None:
+    """Where ta_mark starts, or None (the plugin then finds it by symbol name, if the ELF has symbols)."""
+    nm = shutil.which("arm-none-eabi-nm")
+    if nm is None:
+        return None
+    proc = subprocess.run([nm, str(elf)], capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[2] == _MARKER_SYMBOL and fields[1] in "Tt":
+            return int(fields[0], 16) & ~1
+    return None
+
+
+def _parse_counts(text: str) -> tuple[int, tuple[int, ...]]:
+    total = None
+    per_inference: dict[int, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == "insns":
+            total = int(fields[1])
+        elif len(fields) == 3 and fields[0] == "inference":
+            per_inference[int(fields[1])] = int(fields[2])
+    if total is None:
+        raise EmulatorError(f"the QEMU plugin wrote no instruction count:\n{text.strip()}")
+    return total, tuple(per_inference[k] for k in sorted(per_inference))
+
+
+def run_qemu(elf: Path, timeout: float = 60.0) -> QemuResult:
+    """Run an mps2-an500 image in QEMU to its semihosting exit, counting executed instructions.
+
+    stdout is what the firmware printed (semihosting goes to QEMU's stdio); exit_code is the status
+    the firmware passed to board_exit. Raises EmulatorError when QEMU cannot start or times out.
+    """
+    elf = Path(elf)
+    if not elf.is_file():
+        raise EmulatorError(f"no firmware image at {elf}")
+    if "," in str(elf):
+        raise EmulatorError(f"QEMU cannot take a path with a comma: {elf}")
+    qemu = _tool("qemu-system-arm")
+    plugin = plugin_path()
+    with tempfile.TemporaryDirectory(prefix="tinyarch-qemu-") as tmp:
+        counts = Path(tmp) / "insns.txt"
+        plugin_arg = f"{plugin},outfile={counts}"
+        marker = _marker_address(elf)
+        if marker is not None:
+            plugin_arg += f",marker={marker:#x}"
+        cmd = [qemu, "-M", QEMU_MACHINE, "-display", "none", "-serial", "null", "-monitor", "none"]
+        cmd += ["-chardev", "stdio,id=semihosting"]
+        cmd += ["-semihosting-config", "enable=on,target=native,chardev=semihosting"]
+        cmd += ["-plugin", plugin_arg, "-kernel", str(elf)]
+        try:
+            proc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise EmulatorError(
+                f"QEMU did not finish {elf} within {timeout:g} s: the firmware hangs or runs too long"
+            ) from None
+        if proc.returncode != 0 and re.search(r"^qemu-system-arm: ", proc.stderr, re.MULTILINE):
+            raise EmulatorError(f"QEMU failed on {elf}:\n{proc.stderr.strip()}")
+        if not counts.is_file():
+            raise EmulatorError(f"QEMU exited ({proc.returncode}) without instruction counts:\n{proc.stderr.strip()}")
+        total, per_inference = _parse_counts(counts.read_text())
+    return QemuResult(proc.stdout, proc.returncode, total, per_inference)
+
+
+def run_host(binary: Path, timeout: float = 60.0) -> tuple[str, int]:
+    """Run a host build: (stdout, exit status)."""
+    try:
+        proc = subprocess.run(
+            [str(binary)], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise EmulatorError(f"{binary} did not finish within {timeout:g} s") from None
+    return proc.stdout, proc.returncode
+
+
+def run_binary(binary: Path, board: str, timeout: float = 60.0) -> QemuResult:
+    """Run a build of `board` where it can run here: natively (nothing counted) or in QEMU (counted)."""
+    if board == "host":
+        stdout, status = run_host(binary, timeout)
+        return QemuResult(stdout, status, 0, ())
+    if board == QEMU_MACHINE:
+        return run_qemu(binary, timeout)
+    raise EmulatorError(f"{board} firmware cannot run here: flash it (make BOARD={board} flash) and read its UART")
+
+
+def parse_outputs(stdout: str) -> list[bytes]:
+    """The raw int8 outputs from the firmware's `out <i> <hex>` lines, in image order.
+
+    `np.frombuffer(b, dtype=np.int8)` turns one into the model's output tensor.
+    """
+    outputs: dict[int, bytes] = {}
+    for line in stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == "out":
+            outputs[int(fields[1])] = bytes.fromhex(fields[2])
+    if sorted(outputs) != list(range(len(outputs))):
+        raise EmulatorError(f"firmware output lines are not numbered 0..{len(outputs) - 1}")
+    return [outputs[i] for i in range(len(outputs))]
