@@ -125,6 +125,7 @@ def test_host_firmware_is_bit_exact_with_tflm(index: int, mcu_specs: list[ArchSp
     spec = mcu_specs[index]
     project = project_for(spec, tmp_path, "host", "reference")
     assert project.model.arena == profile(spec).peak_sram  # the arena is the profiler's figure
+    assert project.model.weight_bytes == profile(spec).flash  # and so are the constant bytes
     assert project.model.arena <= project.tflm.arena
     for kernels in ("reference", "optimized"):
         matches, _ = run_project(project, "host", kernels)

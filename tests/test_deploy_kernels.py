@@ -301,7 +301,7 @@ def _convert(tf: Any, model: Any, seed: int, per_channel_dense: bool = True) -> 
     def representative() -> Iterator[list[np.ndarray]]:
         for _ in range(20):
             # inputs of different spreads, so that two-input ops see different scales
-            yield [(rng.standard_normal(s) * (1 + 2 * i) + i).astype(np.float32) for i, s in enumerate(shapes)]
+            yield [_sample(rng, s, i) for i, s in enumerate(shapes)]
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -314,7 +314,13 @@ def _convert(tf: Any, model: Any, seed: int, per_channel_dense: bool = True) -> 
     return conv.convert()
 
 
-def _run_tflm(buf: bytes, inputs: list[np.ndarray] | None, seed: int) -> Run:
+def _sample(rng: np.random.Generator, shape: tuple[int, ...], i: int) -> np.ndarray:
+    """Float input number i as the representative dataset draws it: different spreads per input."""
+    return (rng.standard_normal(shape) * (1 + 2 * i) + i).astype(np.float32)
+
+
+def _run_tflm(buf: bytes, inputs: list[np.ndarray] | str, seed: int) -> Run:
+    """Invoke TFLM once. inputs: int8 arrays, "uniform" (any int8) or "typical" (quantized samples)."""
     from ai_edge_litert import schema_py_generated as schema
     from tflite_micro.python.tflite_micro import runtime
 
@@ -325,7 +331,13 @@ def _run_tflm(buf: bytes, inputs: list[np.ndarray] | None, seed: int) -> Run:
     rng = np.random.default_rng(seed)
     for i, t in enumerate(run.graph.inputs):
         shape = tuple(run.graph.tensors[t].shape)
-        x = rng.integers(-128, 128, shape, dtype=np.int8) if inputs is None else inputs[i].reshape(shape)
+        if inputs == "uniform":
+            x = rng.integers(-128, 128, shape, dtype=np.int8)
+        elif inputs == "typical":
+            (scale,), (zero,) = run.quant(t)
+            x = np.clip(np.round(_sample(rng, shape, i) / scale) + zero, -128, 127).astype(np.int8)
+        else:
+            x = inputs[i].reshape(shape)
         interp.set_input(x, i)
     interp.invoke()
     for i in range(len(run.graph.tensors)):
@@ -409,6 +421,7 @@ def _keras_models(keras: Any) -> dict[str, Callable[[], Any]]:
     }
 
 
+INPUTS = ("typical", "uniform")
 MODELS = ("conv_odd", "conv_even", "dw_odd", "dw_even", "dw_small", "se_block", "se_odd", "dense", "dense_per_tensor")
 
 
@@ -425,8 +438,13 @@ def tflite(tf: Any) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def runs(tflite: dict[str, bytes]) -> dict[str, Run]:
-    return {name: _run_tflm(buf, None, seed=100 + i) for i, (name, buf) in enumerate(tflite.items())}
+def runs(tflite: dict[str, bytes]) -> dict[tuple[str, str], Run]:
+    """Each model run on inputs like its calibration data, and on arbitrary int8 (saturating) inputs."""
+    out = {}
+    for i, name in enumerate(MODELS):
+        for kind in INPUTS:
+            out[name, kind] = _run_tflm(tflite[name], kind, seed=100 + i)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -522,9 +540,10 @@ def _check(run: Run, libs: dict[str, Kernels]) -> list[str]:
     return checked
 
 
+@pytest.mark.parametrize("inputs", INPUTS)
 @pytest.mark.parametrize("model", MODELS)
-def test_ops_match_tflm(model: str, runs: dict[str, Run], libs: dict[str, Kernels]) -> None:
-    checked = _check(runs[model], libs)
+def test_ops_match_tflm(model: str, inputs: str, runs: dict[tuple[str, str], Run], libs: dict[str, Kernels]) -> None:
+    checked = _check(runs[model, inputs], libs)
     expected = {  # how many ops of each kind the model must contain, so nothing is silently skipped
         "conv_odd": {"CONV_2D": 6, "MEAN": 2},
         "conv_even": {"CONV_2D": 5, "MEAN": 1},
@@ -540,16 +559,16 @@ def test_ops_match_tflm(model: str, runs: dict[str, Run], libs: dict[str, Kernel
     assert counts == expected, checked
 
 
-def test_fused_activations_are_covered(runs: dict[str, Run]) -> None:
+def test_fused_activations_are_covered(runs: dict[tuple[str, str], Run]) -> None:
     acts = {(run.op_name(op), _activation(op.builtinOptions)) for run in runs.values() for _, _, op in run.ops()}
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         assert {(op, 0), (op, 1), (op, 3)} <= acts, op  # NONE, RELU, RELU6
 
 
-def test_dense_quantization_granularity(runs: dict[str, Run]) -> None:
+def test_dense_quantization_granularity(runs: dict[tuple[str, str], Run]) -> None:
     """The converter quantizes Dense weights per output channel unless told otherwise."""
     for model, want in (("dense", "per-channel"), ("dense_per_tensor", "per-tensor")):
-        run = runs[model]
+        run = runs[model, "typical"]
         for _, name, op in run.ops():
             if name == "FULLY_CONNECTED":
                 scales, zps = run.quant(op.inputs[1])
@@ -564,14 +583,14 @@ def test_add_exhaustive(exhaustive_add: Run, libs: dict[str, Kernels]) -> None:
 
 
 def test_tflm_uses_double_rounding(
-    exhaustive_add: Run, runs: dict[str, Run], tmp_path_factory: pytest.TempPathFactory
+    exhaustive_add: Run, runs: dict[tuple[str, str], Run], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """TFLM's MultiplyByQuantizedMultiplier has two variants (TFLITE_SINGLE_ROUNDING). The kernels
     use the double-rounding one; the same source built for single rounding must disagree."""
     d = tmp_path_factory.mktemp("single")
     single = Kernels(_compile(SOURCES["reference"], d / "single.so", "-DTA_SINGLE_ROUNDING=1"))
     differ = 0
-    for run in (exhaustive_add, runs["se_block"], runs["conv_odd"]):
+    for run in (exhaustive_add, runs["se_block", "typical"], runs["conv_odd", "typical"]):
         for _, name, op in run.ops():
             if name in OPS:
                 _, want, got = compute(run, op, single)
@@ -641,11 +660,34 @@ def test_elementwise_reference_and_optimized_agree(libs: dict[str, Kernels]) -> 
         np.testing.assert_array_equal(ref.add(x, y, pa), opt.add(x, y, pa))
         pmul = tp.mul_params(sc[0], z[0], 1 / 256, -128, sc[3], z[3], None)
         np.testing.assert_array_equal(ref.mul_channel(x, y[0, 0], pmul), opt.mul_channel(x, y[0, 0], pmul))
-    # a constant input: 255 pixels of -128 sit exactly on the int16 lane limit
-    x = np.full((17, 15, 8), -128, np.int8)
-    pm = tp.mean_params(0.05, -128, 0.05, -128, 17 * 15)
-    np.testing.assert_array_equal(ref.mean(x, pm), opt.mean(x, pm))
-    np.testing.assert_array_equal(opt.mean(x, pm), np.full(8, -128, np.int8))
+    # constant inputs: 256-pixel chunks of -128 sit exactly on the int16 lane limit
+    for v in (-128, 127):
+        x = np.full((20, 20, 8), v, np.int8)
+        pm = tp.mean_params(0.05, 0, 0.05, 0, 400)
+        np.testing.assert_array_equal(ref.mean(x, pm), np.full(8, v, np.int8))
+        np.testing.assert_array_equal(opt.mean(x, pm), np.full(8, v, np.int8))
+
+
+def _tflm_requantize(x: int, mult: int, shift: int) -> int:
+    """TFLM's double-rounding MultiplyByQuantizedMultiplier on Python ints (gemmlowp's definitions)."""
+    ab = (x << max(shift, 0)) * mult  # (no int32 overflow for the values tested)
+    num = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    high = abs(num) // (1 << 31) * (1 if num >= 0 else -1)  # C++ division truncates
+    e = max(-shift, 0)
+    mask = (1 << e) - 1
+    return (high >> e) + int((high & mask) > (mask >> 1) + int(high < 0))
+
+
+def test_requantization_rounding_ties(libs: dict[str, Kernels]) -> None:
+    """Exact halves in both roundings: a fully connected layer with x = 0, w = 1 outputs requant(bias)."""
+    accs = np.arange(-300, 300, dtype=np.int32)
+    for mult, shift in ((1 << 30, 0), (1 << 30, -1), (1 << 30, -3), (3 << 29, -2), ((1 << 30) + 1, -1), (1 << 30, 1)):
+        want = np.array([np.clip(_tflm_requantize(int(a), mult, shift), -128, 127) for a in accs], np.int8)
+        n = len(accs)
+        q = Quant.of(tp.ChannelParams([mult] * n, [shift] * n), tp.OutputParams(0, 0, -128, 127))
+        for name, kern in libs.items():
+            got = kern.fully_connected(np.zeros(1, np.int8), np.ones((n, 1), np.int8), accs, q)
+            np.testing.assert_array_equal(got, want, f"{name} mult={mult} shift={shift}")
 
 
 # --- Cortex-M7 build ----------------------------------------------------------------------------------------

@@ -447,7 +447,8 @@ def deploy_cmd(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from tinyarch.tools.deploy import DeployError
-    from tinyarch.tools.deploy.deploy import BOARDS, deploy
+    from tinyarch.tools.deploy.deploy import deploy
+    from tinyarch.tools.deploy.emulator import BOARDS
 
     if board not in BOARDS:
         raise UserError(f"--board: {board!r} is not one of {', '.join(BOARDS)}")
@@ -486,7 +487,10 @@ def print_deploy_report(report) -> None:
             f"{format_bytes(report.arena)} (profiler {format_bytes(report.profiler_peak_sram)})",
         ),
         ("TFLM arena, same model", format_bytes(report.tflm_arena)),
-        ("weights and tables in flash", format_bytes(report.weight_bytes)),
+        (
+            "weights and tables (= profiler flash)",
+            f"{format_bytes(report.weight_bytes)} (profiler {format_bytes(report.profiler_flash)})",
+        ),
     ]
     if report.flash_text is not None:
         rows.append(("flash (text + data, arm-none-eabi-size)", format_bytes(report.flash_text)))

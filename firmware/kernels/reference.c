@@ -17,6 +17,7 @@
 #define TA_SINGLE_ROUNDING 0
 #endif
 
+#if !TA_SINGLE_ROUNDING
 /* High 32 bits of 2*a*b, rounded to nearest (gemmlowp's saturating rounding doubling high mul). */
 static int32_t rounding_doubling_high_mul(int32_t a, int32_t b) {
     int64_t product, nudge;
@@ -35,6 +36,7 @@ static int32_t rounding_divide_by_pot(int32_t x, int exponent) {
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
+#endif
 
 /* x * multiplier * 2^(shift - 31), TFLM's MultiplyByQuantizedMultiplier for a 32-bit x. */
 static int32_t requantize(int32_t x, int32_t multiplier, int32_t shift) {

@@ -1,4 +1,4 @@
-/* QEMU TCG plugin: counts executed guest instructions, in total and per inference.
+/* QEMU TCG plugin: counts executed guest instructions, in total and at each ta_mark call.
  *
  *   qemu-system-arm ... -plugin libinsn.so[,outfile=PATH][,marker=0xADDR]
  *
@@ -10,8 +10,9 @@
  *
  * At exit it writes (to outfile, or stderr):
  *   insns <total executed instructions>
- *   marks <number of ta_mark calls>
- *   inference <k> <instructions between mark 2k and mark 2k+1>   (one line per pair)
+ *   mark <i> <instructions executed before the i-th ta_mark call>   (one line per call)
+ * main.c marks before and after each inference; a build with -DTA_PROFILE_OPS also marks after
+ * every operator of the generated model, which gives per-operator counts.
  * Counting is per translated block, so a block left early by an exception counts whole; for
  * straight-line firmware without interrupts the count is exact.
  */
@@ -73,9 +74,8 @@ static void on_atexit(qemu_plugin_id_t id, void *userdata) {
         fprintf(stderr, "insn_count: cannot write %s\n", outfile);
         out = stderr;
     }
-    fprintf(out, "insns %" PRIu64 "\nmarks %zu\n", insn_total, n_marks);
-    for (size_t k = 0; 2 * k + 1 < n_marks; ++k)
-        fprintf(out, "inference %zu %" PRIu64 "\n", k, marks[2 * k + 1] - marks[2 * k]);
+    fprintf(out, "insns %" PRIu64 "\n", insn_total);
+    for (size_t i = 0; i < n_marks; ++i) fprintf(out, "mark %zu %" PRIu64 "\n", i, marks[i]);
     if (out != stderr) fclose(out);
     else fflush(out);
 }

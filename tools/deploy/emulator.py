@@ -63,8 +63,14 @@ class QemuResult:
     exit_code: int
     instructions: int
     """Guest instructions executed from reset to exit, start-up and printing included."""
-    inference_instructions: tuple[int, ...]
-    """Instructions of each ta_invoke (between a pair of ta_mark calls, a call's few included)."""
+    marks: tuple[int, ...] = ()
+    """The instruction counter at each ta_mark call: before and after every inference, and after
+    every operator too in a -DTA_PROFILE_OPS build."""
+
+    @property
+    def inference_instructions(self) -> tuple[int, ...]:
+        """Instructions of each ta_invoke (between a pair of ta_mark calls, a call's few included)."""
+        return tuple(self.marks[k + 1] - self.marks[k] for k in range(0, len(self.marks) - 1, 2))
 
     @property
     def instructions_per_inference(self) -> int | None:
@@ -72,6 +78,14 @@ class QemuResult:
         if not self.inference_instructions:
             return None
         return round(sum(self.inference_instructions) / len(self.inference_instructions))
+
+    def operator_instructions(self, operators: int) -> list[list[int]]:
+        """Per inference, the instructions of each operator, from a -DTA_PROFILE_OPS build's marks."""
+        per = operators + 2
+        if not self.marks or len(self.marks) % per:
+            raise EmulatorError(f"{len(self.marks)} marks do not split into inferences of {operators} operators")
+        runs = [self.marks[i : i + per] for i in range(0, len(self.marks), per)]
+        return [[run[j + 1] - run[j] for j in range(operators)] for run in runs]
 
 
 def _tool(name: str) -> str:
@@ -115,8 +129,12 @@ def plugin_path() -> Path:
     return target
 
 
-def build_project(project_dir: Path, board: str = QEMU_MACHINE, kernels: str = "reference") -> Path:
-    """Run make in a firmware project and return the image: build/firmware (host) or build/firmware.elf."""
+def build_project(
+    project_dir: Path, board: str = QEMU_MACHINE, kernels: str = "reference", profile_ops: bool = False
+) -> Path:
+    """Run make in a firmware project and return the image: build/firmware (host) or build/firmware.elf.
+
+    `profile_ops` marks every operator (-DTA_PROFILE_OPS) for per-operator instruction counts."""
     if board not in BOARDS:
         raise EmulatorError(f"unknown board {board!r}: expected one of {', '.join(BOARDS)}")
     if kernels not in KERNELS:
@@ -127,7 +145,8 @@ def build_project(project_dir: Path, board: str = QEMU_MACHINE, kernels: str = "
     make = _tool("make")
     _tool("cc" if board == "host" else "arm-none-eabi-gcc")
     proc = subprocess.run(
-        [make, "-C", str(project_dir), f"BOARD={board}", f"KERNELS={kernels}"],
+        [make, "-C", str(project_dir), f"BOARD={board}", f"KERNELS={kernels}"]
+        + (["EXTRA_CFLAGS=-DTA_PROFILE_OPS"] if profile_ops else []),
         capture_output=True,
         text=True,
         check=False,
@@ -178,16 +197,16 @@ def _marker_address(elf: Path) -> int | None:
 
 def _parse_counts(text: str) -> tuple[int, tuple[int, ...]]:
     total = None
-    per_inference: dict[int, int] = {}
+    marks: dict[int, int] = {}
     for line in text.splitlines():
         fields = line.split()
         if len(fields) == 2 and fields[0] == "insns":
             total = int(fields[1])
-        elif len(fields) == 3 and fields[0] == "inference":
-            per_inference[int(fields[1])] = int(fields[2])
+        elif len(fields) == 3 and fields[0] == "mark":
+            marks[int(fields[1])] = int(fields[2])
     if total is None:
         raise EmulatorError(f"the QEMU plugin wrote no instruction count:\n{text.strip()}")
-    return total, tuple(per_inference[k] for k in sorted(per_inference))
+    return total, tuple(marks[k] for k in sorted(marks))
 
 
 def run_qemu(elf: Path, timeout: float = 60.0) -> QemuResult:
@@ -225,8 +244,8 @@ def run_qemu(elf: Path, timeout: float = 60.0) -> QemuResult:
             raise EmulatorError(f"QEMU failed on {elf}:\n{proc.stderr.strip()}")
         if not counts.is_file():
             raise EmulatorError(f"QEMU exited ({proc.returncode}) without instruction counts:\n{proc.stderr.strip()}")
-        total, per_inference = _parse_counts(counts.read_text())
-    return QemuResult(proc.stdout, proc.returncode, total, per_inference)
+        total, marks = _parse_counts(counts.read_text())
+    return QemuResult(proc.stdout, proc.returncode, total, marks)
 
 
 def run_host(binary: Path, timeout: float = 60.0) -> tuple[str, int]:
@@ -244,7 +263,7 @@ def run_binary(binary: Path, board: str, timeout: float = 60.0) -> QemuResult:
     """Run a build of `board` where it can run here: natively (nothing counted) or in QEMU (counted)."""
     if board == "host":
         stdout, status = run_host(binary, timeout)
-        return QemuResult(stdout, status, 0, ())
+        return QemuResult(stdout, status, 0)
     if board == QEMU_MACHINE:
         return run_qemu(binary, timeout)
     raise EmulatorError(f"{board} firmware cannot run here: flash it (make BOARD={board} flash) and read its UART")
