@@ -141,7 +141,8 @@ class StructuredLLM:
     @staticmethod
     def _check(text: str, schema: dict[str, Any], validate: Validator | None) -> tuple[list[str], Any | None]:
         try:
-            data = json.loads(text)
+            # strict=False: a raw newline or tab inside a string is harmless, and small models emit them
+            data = json.loads(text, strict=False)
         except json.JSONDecodeError as e:
             return [f"(answer): not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"], None
         errors = schema_errors(data, schema)

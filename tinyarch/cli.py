@@ -486,7 +486,10 @@ def print_deploy_report(report) -> None:
             "arena (= profiler peak SRAM)",
             f"{format_bytes(report.arena)} (profiler {format_bytes(report.profiler_peak_sram)})",
         ),
-        ("TFLM arena, same model", format_bytes(report.tflm_arena)),
+        (
+            "TFLM arena, same model: activations / all",
+            f"{format_bytes(report.tflm_activations)} / {format_bytes(report.tflm_arena)}",
+        ),
         (
             "weights and tables (= profiler flash)",
             f"{format_bytes(report.weight_bytes)} (profiler {format_bytes(report.profiler_flash)})",

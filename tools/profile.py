@@ -2,14 +2,17 @@
 
 Everything is derived from the spec's operator graph (`opgraph.lower`) and its memory plan
 (`memory_plan.plan_memory`), the same two that the firmware generator uses. The latency model
-is an uncalibrated guess until the deployment work calibrates it on the emulated Cortex-M7;
-`Profile.latency_calibrated` says which one produced the figure.
+is fitted to per-operator instruction counts of our own kernels on QEMU's Cortex-M7
+(`benchmarks/firmware.py --calibrate` writes `latency_m7.json`), at one instruction per cycle;
+without that file it is a labelled guess. `Profile.latency_calibrated` says which one it is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel
 
 from tinyarch.budget import Budget, BudgetBreach
@@ -17,25 +20,62 @@ from tinyarch.spec import ArchSpec
 from tinyarch.tools.memory_plan import MemoryPlan, plan_memory
 from tinyarch.tools.opgraph import Op, OpGraph, lower
 
+KINDS = ("conv", "pointwise", "depthwise", "fully_connected", "add", "mul", "mean")
+CALIBRATION_FILE = Path(__file__).with_name("latency_m7.json")
+
+
+def op_features(op: Op) -> tuple[float, float, float]:
+    """What an operator's instruction count grows with: MACs, elements written, and a constant."""
+    ho, wo, co = op.out_shape
+    return float(op.macs), float(ho * wo * co), 1.0
+
 
 class LatencyModel(BaseModel):
-    """cycles(op) = per_mac[kind] * MACs + per_element[kind] * elements touched + per_op."""
+    """instructions(op) = per_mac[kind] * MACs + per_element[kind] * output elements + per_op[kind];
+    latency = instructions / clock_hz, i.e. one instruction per cycle."""
 
     clock_hz: float = 480e6
     per_mac: dict[str, float] = {"conv": 2.0, "pointwise": 1.6, "depthwise": 3.5, "fully_connected": 1.5}
     per_element: dict[str, float] = {"add": 4.0, "mul": 3.0, "mean": 1.0}
-    per_op: float = 2000.0
+    per_op: dict[str, float] = dict.fromkeys(KINDS, 2000.0)
     calibrated: bool = False
     source: str = "uncalibrated: guessed from MCUNet/TinyEngine's published STM32H743 latencies"
 
     def cycles(self, op: Op) -> float:
-        h, w, c = op.in_shape
-        ho, wo, co = op.out_shape
-        elements = max(h * w * c, ho * wo * co)
-        return self.per_mac.get(op.kind, 0.0) * op.macs + self.per_element.get(op.kind, 0.0) * elements + self.per_op
+        macs, elements, _ = op_features(op)
+        return (
+            self.per_mac.get(op.kind, 0.0) * macs
+            + self.per_element.get(op.kind, 0.0) * elements
+            + self.per_op.get(op.kind, 0.0)
+        )
+
+    @classmethod
+    def fit(cls, samples: list[tuple[Op, int]], source: str) -> LatencyModel:
+        """Least squares with non-negative coefficients, per operator kind, on measured (op, instructions)."""
+        from scipy.optimize import nnls
+
+        coefficients: dict[str, dict[str, float]] = {"per_mac": {}, "per_element": {}, "per_op": {}}
+        for kind in KINDS:
+            rows = [(op_features(op), n) for op, n in samples if op.kind == kind]
+            if not rows:
+                continue
+            a = np.array([f for f, _ in rows])
+            b = np.array([n for _, n in rows], dtype=float)
+            scale = np.maximum(a.max(axis=0), 1.0)  # condition the columns; undo on the way out
+            x, _ = nnls(a / scale, b)
+            for name, value in zip(coefficients, x / scale, strict=True):
+                coefficients[name][kind] = round(float(value), 4)
+        return cls(**coefficients, calibrated=True, source=source)
+
+    @classmethod
+    def default(cls) -> LatencyModel:
+        """The calibration in `latency_m7.json` when one was made (benchmarks/firmware.py --calibrate)."""
+        if CALIBRATION_FILE.is_file():
+            return cls.model_validate_json(CALIBRATION_FILE.read_text())
+        return cls()
 
 
-UNCALIBRATED = LatencyModel()
+DEFAULT_LATENCY = LatencyModel.default()
 
 
 @dataclass(slots=True)
@@ -78,8 +118,9 @@ class Profile:
         }
 
 
-def profile(spec: ArchSpec, latency: LatencyModel = UNCALIBRATED) -> Profile:
+def profile(spec: ArchSpec, latency: LatencyModel | None = None) -> Profile:
     """Profile `spec`; `peak_sram` is the planned arena, `peak_live` its lower bound."""
+    latency = latency or DEFAULT_LATENCY
     graph = lower(spec)
     plan = plan_memory(graph)
     ms_per_cycle = 1e3 / latency.clock_hz

@@ -36,6 +36,7 @@ class DeployReport(BaseModel):
     arena: int
     profiler_peak_sram: int
     tflm_arena: int
+    tflm_activations: int
     flash_text: int | None = None
     ram_data_bss: int | None = None
     weight_bytes: int
@@ -99,6 +100,33 @@ def make_project(
     return Project(out, generated, tflm, test_inputs, tflm.run(test_inputs))
 
 
+def random_model(spec: ArchSpec, seed: int = 0) -> nn.Module:
+    """`spec`'s network with random weights and batch-norm statistics: firmware checks that need no
+    training (bit-exactness, instruction counts) still exercise every folded scale and bias."""
+    from tinyarch.builder import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.2)
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+        elif isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
+            m.bias.data.normal_(0, 0.2)
+    return model.eval()
+
+
+def random_project(spec: ArchSpec, out: Path, board: str, kernels: str, checks: int = 3, seed: int = 0) -> Project:
+    """A project for a randomly initialised `spec`, calibrated and checked on random normal inputs."""
+    rng = np.random.default_rng(seed)
+    shape = (spec.resolution, spec.resolution, spec.in_channels)
+    calibration = rng.normal(size=(24, *shape)).astype(np.float32)
+    inputs = rng.normal(size=(checks, *shape)).astype(np.float32)
+    return make_project(spec, random_model(spec, seed), calibration, inputs, out, board, kernels)
+
+
 def run_project(project: Project, board: str, kernels: str) -> tuple[int, int | None]:
     """Build and run on `board`: (images whose output equals TFLM's byte for byte, instructions per inference)."""
     binary = emulator.build_project(project.dir, board, kernels)
@@ -149,6 +177,7 @@ def deploy(
         arena=project.model.arena,
         profiler_peak_sram=prof.peak_sram,
         tflm_arena=project.tflm.arena,
+        tflm_activations=project.tflm.activations,
         weight_bytes=project.model.weight_bytes,
         profiler_flash=prof.flash,
         bit_exact_images=images,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,37 +158,35 @@ def _quiet_fd2() -> Any:
 
 
 class Tflm:
-    """TensorFlow Lite Micro's interpreter on one int8 model: the bit-exact reference for our C."""
+    """TensorFlow Lite Micro's interpreter on one int8 model: the bit-exact reference for our C.
 
-    def __init__(self, model: bytes, arena: int | None = None):
+    `arena` is TFLM's whole arena for the model and `activations` its planned activation part (the
+    "head"), read from `print_allocations()`: the Python runtime has no getter, and probing arena
+    sizes is unsafe because some allocation failures crash TFLM instead of returning an error."""
+
+    def __init__(self, model: bytes, arena: int = 16 << 20):
         from tflite_micro.python.tflite_micro import runtime
 
-        self._runtime, self.model = runtime, model
-        self.arena = arena or self._smallest_arena()
-        self.interpreter = self._interpreter(self.arena)
-
-    def _interpreter(self, arena_size: int) -> Any:
-        with _quiet_fd2():
-            return self._runtime.Interpreter.from_bytes(self.model, arena_size=arena_size)
-
-    def _smallest_arena(self) -> int:
-        """TFLM's Python runtime has no arena getter, so find the smallest arena that allocates (to 16 bytes)."""
-        lo, hi = 0, 1 << 16
-        while not self._fits(hi):
-            lo, hi = hi, hi * 2
-            if hi > 1 << 28:
-                raise ExportError("TFLM cannot allocate this model in 256 MB")
-        while hi - lo > 16:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if self._fits(mid) else (mid, hi)
-        return hi
-
-    def _fits(self, arena_size: int) -> bool:
         try:
-            self._interpreter(arena_size)
-        except RuntimeError:
-            return False
-        return True
+            with _quiet_fd2():
+                self.interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
+        except RuntimeError as e:
+            raise ExportError(f"TFLM cannot load the model: {e}") from None
+        report = self._allocations()
+        self.arena = int(re.search(r"Arena allocation total (\d+)", report)[1])
+        self.activations = int(re.search(r"Arena allocation head (\d+)", report)[1])
+
+    def _allocations(self) -> str:
+        with tempfile.TemporaryFile() as captured:
+            saved = os.dup(2)
+            os.dup2(captured.fileno(), 2)
+            try:
+                self.interpreter.print_allocations()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            captured.seek(0)
+            return captured.read().decode(errors="replace")
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """int8 NHWC images (N, H, W, C) -> int8 outputs (N, classes)."""
