@@ -18,11 +18,12 @@ class LLMDesigner:
         return {
             "type": "object",
             "properties": {
-                "rationale": {"type": "string", "maxLength": 300},
+                "rationale": {"type": "string", "maxLength": 200},
                 "candidates": {
                     "type": "array",
                     "items": ctx.space.json_schema(num_classes=ctx.num_classes, in_channels=ctx.in_channels),
-                    "minItems": 1,
+                    # a full batch: under grammar-constrained decoding a small model otherwise stops at one
+                    "minItems": n,
                     "maxItems": n,
                 },
             },

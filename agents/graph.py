@@ -165,7 +165,8 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         trained = []
         for candidate in final:
             ev = ctx.evaluator.finalize(space.parse(candidate["spec"]))
-            trained.append({**candidate, "final": {"status": ev.status, "metrics": ev.metrics, "reason": ev.reason}})
+            final_record = {"status": ev.status, "metrics": ev.metrics, "reason": ev.reason, "firmware": ev.firmware}
+            trained.append({**candidate, "final": final_record})
         rundir.trace(
             "tool",
             state.get("iteration", 0),

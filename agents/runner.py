@@ -59,6 +59,7 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
             teacher=config.teacher,
             progress=False,
             full_data=data,
+            deploy_board=config.deploy_board,
         )
         num_classes, in_channels = data.info.num_classes, data.info.channels
     strategies = {"llm": LLMDesigner, "random": RandomStrategy, "nsga2": NSGA2Strategy}

@@ -23,6 +23,8 @@ import pytest
 
 from tinyarch.tools.deploy import tflm_params as tp
 
+pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "firmware" / "kernels"
 SOURCES = {"reference": KERNELS / "reference.c", "optimized": KERNELS / "optimized_m7.c"}
@@ -150,6 +152,7 @@ class Kernels:
 
     def fully_connected(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, q: Quant) -> np.ndarray:
         x, w, b = _i8(x.reshape(-1)), _i8(w), _bias(bias)
+        assert w.shape[1] == x.size
         out = np.zeros(w.shape[0], np.int8)
         args = (*q.channel_args(), _ptr(out, i8p), w.shape[0], q.out)
         self.lib.ta_fully_connected_s8(_ptr(x, i8p), x.size, _ptr(w, i8p), _ptr(b, i32p), *args)
@@ -225,6 +228,14 @@ def test_activation_range() -> None:
     assert tp.activation_range("relu6", 0.1, -20) == (-20, 40)
     with pytest.raises(ValueError):
         tp.activation_range(4, 0.1, 0)  # TANH is not a clamp
+
+
+def test_fc_per_tensor_multiplier_uses_a_float32_product() -> None:
+    """TFLM's per-tensor fully connected rounds input_scale * filter_scale to float32 first."""
+    si, sf, so = 0.0123, 0.00456, 0.0789
+    want = tp.quantize_multiplier(float(np.float32(si) * np.float32(sf)) / float(np.float32(so)))
+    assert tp.fc_output_params(si, [sf], so, 3) == tp.ChannelParams([want[0]] * 3, [want[1]] * 3)
+    assert tp.conv_output_params(si, [sf], so).mult[0] != want[0]  # the double product differs here
 
 
 def test_mean_params_fold_the_count() -> None:
@@ -504,6 +515,7 @@ def compute(run: Run, op: Any, kern: Kernels) -> tuple[str, np.ndarray, list[np.
         return desc, want.reshape(-1), [kern.fully_connected(x, w, b, q)]
     if name == "ADD":
         (s2,), (z2,) = run.quant(ins[1])
+        assert x.shape == run.values[ins[1]].shape, "only the element-wise (residual) ADD is supported"
         p = tp.add_params(si, zi, s2, z2, so, zo, act)
         return f"ADD {x.shape} scales {si:.4g}/{s2:.4g}", want, [kern.add(x, run.values[ins[1]], p)]
     if name == "MUL":
@@ -632,7 +644,7 @@ def test_reference_and_optimized_agree_on_random_shapes(libs: dict[str, Kernels]
         if s == 1:
             for kern in (ref, opt):
                 np.testing.assert_array_equal(want, kern.depthwise_inplace(x, wd, bias, q, (pt, pl)), msg)
-        wf = rng.integers(-128, 128, (oc, h * c), dtype=np.int8)
+        wf = rng.integers(-128, 128, (oc, w * c), dtype=np.int8)
         np.testing.assert_array_equal(
             ref.fully_connected(x[0], wf, bias, q), opt.fully_connected(x[0], wf, bias, q), msg
         )
@@ -705,3 +717,138 @@ def test_cross_compiles_for_cortex_m7(tmp_path: Path) -> None:
             asm = subprocess.run([objdump, "-d", str(obj)], check=True, capture_output=True, text=True).stdout
             for insn in ("smlad", "sxtab16", "sxtb16", "smlabb", "smlatt"):
                 assert insn in asm, f"{insn} missing: the DSP path was not compiled"
+
+
+# The optimised kernels as built for the M7 (real DSP instructions) run in unicorn's Cortex-M7 model.
+M7_HARNESS = r"""
+#include "tinyarch_kernels.h"
+int32_t args[16];
+int8_t in_buf[4096], out_buf[4096], w_buf[8192], lut[256], scratch[4096];
+int32_t bias[64], mult[64], shift[64];
+ta_output_t q;
+ta_add_t addp;
+ta_mul_t mulp;
+ta_mean_t meanp;
+void halt(void) { for (;;) {} }
+void run(int op) {
+    const int32_t *a = args;
+    switch (op) {
+    case 0: ta_conv_s8(in_buf, a[0], a[1], a[2], w_buf, bias, mult, shift, out_buf, a[3], a[4], a[5], a[6], a[7],
+                       a[8], a[9], &q); break;
+    case 1: ta_depthwise_s8(in_buf, a[0], a[1], a[2], w_buf, bias, mult, shift, out_buf, a[3], a[4], a[6], a[7], a[8],
+                            a[9], &q); break;
+    case 2: ta_depthwise_inplace_s8(in_buf, a[0], a[1], a[2], w_buf, bias, mult, shift, a[6], a[8], a[9], &q,
+                                    scratch); break;
+    case 3: ta_fully_connected_s8(in_buf, a[0], w_buf, bias, mult, shift, out_buf, a[1], &q); break;
+    case 4: ta_add_s8(in_buf, w_buf, out_buf, a[0], &addp); break;
+    case 5: ta_mul_channel_s8(in_buf, w_buf, out_buf, a[0], a[1], &mulp); break;
+    case 6: ta_mean_hw_s8(in_buf, a[0], a[1], a[2], out_buf, &meanp); break;
+    }
+}
+"""
+
+
+class M7:
+    """optimized_m7.c linked into a bare-metal image and called in unicorn's Cortex-M7."""
+
+    BASE = 0x20000000
+
+    def __init__(self, tmp: Path) -> None:
+        unicorn = pytest.importorskip("unicorn")
+        tools = {t: shutil.which(f"arm-none-eabi-{t}") for t in ("gcc", "objcopy", "nm")}
+        if None in tools.values():
+            pytest.skip("the arm-none-eabi toolchain is not installed")
+        (tmp / "harness.c").write_text(M7_HARNESS)
+        (tmp / "link.ld").write_text(
+            "ENTRY(run)\nSECTIONS { . = 0x20000000; .text : { *(.text*) *(.rodata*) }\n"
+            ".data : { *(.data*) } .bss : { *(.bss*) *(COMMON) } }\n"
+        )
+        elf, image = tmp / "m7.elf", tmp / "m7.bin"
+        flags = [f for f in ARM_FLAGS if f not in ("-c", "-Wall", "-Wextra", "-Werror")]
+        srcs = [str(tmp / "harness.c"), str(SOURCES["optimized"])]
+        link = ["-nostdlib", "-T", str(tmp / "link.ld"), "-lgcc"]
+        subprocess.run([tools["gcc"], *flags, "-I", str(KERNELS), *srcs, "-o", str(elf), *link], check=True)
+        subprocess.run([tools["objcopy"], "-O", "binary", str(elf), str(image)], check=True)
+        nm = subprocess.run([tools["nm"], str(elf)], check=True, capture_output=True, text=True).stdout
+        self.sym = {line.split()[2]: int(line.split()[0], 16) for line in nm.splitlines() if len(line.split()) == 3}
+        from unicorn import arm_const as arm
+
+        self.arm = arm
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB)
+        self.uc.ctl_set_cpu_model(arm.UC_CPU_ARM_CORTEX_M7)
+        self.uc.mem_map(self.BASE, 1 << 20)
+        self.uc.mem_write(self.BASE, image.read_bytes())
+
+    def put(self, name: str, data: bytes | np.ndarray) -> None:
+        self.uc.mem_write(self.sym[name], data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes())
+
+    def get(self, name: str, n: int) -> np.ndarray:
+        return np.frombuffer(bytes(self.uc.mem_read(self.sym[name], n)), np.int8).copy()
+
+    def call(self, op: int, args: list[int], q: Quant | None = None) -> None:
+        if q is not None:
+            lut = self.sym["lut"] if q.lut is not None else 0
+            o = q.out
+            self.put("q", np.array([o.input_offset, o.output_offset, o.act_min, o.act_max, lut], np.int32))
+            if q.lut is not None:
+                self.put("lut", q.lut)
+            self.put("mult", q.mult)
+            self.put("shift", q.shift)
+        self.put("args", np.array(args + [0] * (16 - len(args)), np.int32))
+        self.uc.reg_write(self.arm.UC_ARM_REG_SP, self.BASE + (1 << 20) - 64)
+        self.uc.reg_write(self.arm.UC_ARM_REG_R0, op)
+        self.uc.reg_write(self.arm.UC_ARM_REG_LR, self.sym["halt"] | 1)
+        self.uc.emu_start(self.sym["run"] | 1, self.sym["halt"], count=50_000_000)
+
+
+def test_cortex_m7_build_matches_reference(tmp_path: Path, libs: dict[str, Kernels]) -> None:
+    """The DSP intrinsics (not their host emulation) give the reference's bytes."""
+    m7, ref = M7(tmp_path), libs["reference"]
+    rng = np.random.default_rng(3)
+    for case in range(60):
+        h, w = (int(v) for v in rng.integers(1, 13, 2))
+        c, oc = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+        k, s = int(rng.choice([1, 3, 5, 7])), int(rng.choice([1, 2]))
+        (oh, pt), (ow, pl) = tp.same_padding(h, k, s), tp.same_padding(w, k, s)
+        x = rng.integers(-128, 128, (h, w, c), dtype=np.int8)
+        bias = rng.integers(-5000, 5000, 64, dtype=np.int32)
+        q = _rand_quant(rng, 64, lut=case % 4 == 0)
+        geometry = [h, w, c, oh, ow, oc, k, s, pt, pl]
+        m7.put("in_buf", x)
+        m7.put("bias", bias)
+        msg = f"case {case}: {h}x{w}x{c} k{k} s{s} oc{oc}"
+        wc = rng.integers(-128, 128, (oc, k, k, c), dtype=np.int8)
+        m7.put("w_buf", wc)
+        m7.call(0, geometry, q)
+        want = ref.conv(x, wc, bias[:oc], q, s, (pt, pl), (oh, ow))
+        np.testing.assert_array_equal(m7.get("out_buf", want.size), want.reshape(-1), msg)
+        wd = rng.integers(-128, 128, (k, k, c), dtype=np.int8)
+        m7.put("w_buf", wd)
+        m7.call(1, geometry, q)
+        want = ref.depthwise(x, wd, bias[:c], q, s, (pt, pl), (oh, ow))
+        np.testing.assert_array_equal(m7.get("out_buf", want.size), want.reshape(-1), msg)
+        if s == 1:
+            m7.call(2, geometry, q)
+            np.testing.assert_array_equal(m7.get("in_buf", want.size), want.reshape(-1), msg)
+        wf = rng.integers(-128, 128, (oc, w * c), dtype=np.int8)
+        m7.put("in_buf", x)
+        m7.put("w_buf", wf)
+        m7.call(3, [w * c, oc], q)
+        want = ref.fully_connected(x[0], wf, bias[:oc], q)
+        np.testing.assert_array_equal(m7.get("out_buf", want.size), want, msg)
+        y = rng.integers(-128, 128, (h, w, c), dtype=np.int8)
+        sc, z = rng.uniform(0.002, 0.1, 4), [int(v) for v in rng.integers(-128, 128, 4)]
+        pa = tp.add_params(sc[0], z[0], sc[1], z[1], sc[2] * 2, z[2], ("RELU", None)[case % 2])
+        pm = tp.mul_params(sc[0], z[0], 1 / 256, -128, sc[3], z[3], None)
+        pmean = tp.mean_params(sc[0], z[0], sc[1], z[1], h * w)
+        m7.put("w_buf", y)
+        m7.put("addp", np.array(_fields(pa), np.int32))
+        m7.put("mulp", np.array(_fields(pm), np.int32))
+        m7.put("meanp", np.array(_fields(pmean), np.int32))
+        m7.call(4, [x.size])
+        np.testing.assert_array_equal(m7.get("out_buf", x.size), ref.add(x, y, pa).reshape(-1), msg)
+        m7.call(5, [h * w, c])
+        want = ref.mul_channel(x, y[0, 0], pm)
+        np.testing.assert_array_equal(m7.get("out_buf", x.size), want.reshape(-1), msg)
+        m7.call(6, [h, w, c])
+        np.testing.assert_array_equal(m7.get("out_buf", c), ref.mean(x, pmean), msg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,3 +210,10 @@ def test_proxy_search_on_mcu_trains_checks_and_finalizes(tmp_path: Path) -> None
     candidates = tmp_path / "runs" / "proxy" / "candidates"
     assert (candidates / final["id"] / "weights.safetensors").is_file()
     assert (candidates / f"{final['id']}-full" / "metrics.json").is_file()
+    firmware = final["final"]["firmware"]  # finalize deploys the winner to the emulated Cortex-M7
+    if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
+        assert firmware["status"] == "ok", firmware
+        assert firmware["bit_exact_matches"] == firmware["bit_exact_images"]
+        assert firmware["arena"] == final["cost"]["peak_sram"] and firmware["instructions_per_inference"] > 0
+    else:
+        assert firmware["status"] == "failed" and "arm-none-eabi" in firmware["reason"]

@@ -372,6 +372,9 @@ def search_cmd(
     data_dir: DataDirOpt = None,
     memory_url: Annotated[str | None, typer.Option(help="Chroma server URL (default: a local folder).")] = None,
     final_top_k: Annotated[int | None, typer.Option(help="Front members trained in full at the end.")] = None,
+    deploy_board: Annotated[
+        str | None, typer.Option(help="Board the finalized models are deployed to (none: no firmware).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the strategy, the LLM and training.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
 ) -> None:
@@ -402,6 +405,7 @@ def search_cmd(
             "data_dir": data_dir,
             "memory_url": memory_url,
             "final_top_k": final_top_k,
+            "deploy_board": None if deploy_board == "none" else deploy_board,
             "seed": seed,
         }
         try:
@@ -527,7 +531,35 @@ def print_front(state: dict, config: RunConfig, root: Path) -> None:
             cid, f"{c['metrics']['accuracy']:.2f}", format_count(c["cost"].get("macs", 0)), sram, escape(c["summary"])
         )
     out.print(table)
+    if state.get("final"):
+        print_final(state["final"])
     out.print(f"run directory: {root}")
+
+
+def print_final(final: list[dict]) -> None:
+    """The finalized models: full-recipe accuracy and, when deployed, their firmware figures."""
+    table = Table(title="Finalized (full recipe) and deployed", title_justify="left")
+    columns = ("id", "val top-1 %", "int8 top-1 %", "flash", "arena", "instructions", "est. latency", "bit-exact")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "id" else "right")
+    for c in final:
+        result, fw = c["final"], c["final"].get("firmware") or {}
+        accuracy = f"{result['metrics']['accuracy']:.2f}" if result["status"] == "ok" else result["reason"]
+        if fw.get("status") != "ok":
+            table.add_row(c["id"], accuracy, escape(fw.get("reason", "not deployed")), "", "", "", "", "")
+            continue
+        instructions = fw.get("instructions_per_inference")
+        table.add_row(
+            c["id"],
+            accuracy,
+            f"{fw['int8_val_acc']:.2f}",
+            format_bytes(fw["flash_text"]) if fw.get("flash_text") else "-",
+            format_bytes(fw["arena"]),
+            f"{instructions:,}" if instructions else "-",
+            f"{fw['estimated_latency_ms']:.1f} ms" if fw.get("estimated_latency_ms") else "-",
+            f"{fw['bit_exact_matches']}/{fw['bit_exact_images']}" if fw.get("bit_exact_matches") is not None else "-",
+        )
+    out.print(table)
 
 
 def main() -> None:

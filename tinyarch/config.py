@@ -48,11 +48,23 @@ class RunConfig(BaseModel):
     macs: Count = None
     final_top_k: int = 0
     final_epochs: int | None = None
+    deploy_board: str | None = Field(
+        default="mps2-an500", description="finalize deploys each trained winner to this board (null: no firmware)"
+    )
     teacher: Path | None = None
     seed: int = 0
     memory_path: Path | None = None
     memory_url: str | None = None
     use_explanations: bool = True
+
+    @field_validator("deploy_board")
+    @classmethod
+    def _board(cls, v: str | None) -> str | None:
+        from tinyarch.tools.deploy.emulator import BOARDS
+
+        if v is not None and v not in BOARDS:
+            raise ValueError(f"deploy_board must be one of {', '.join(BOARDS)} or null, not {v!r}")
+        return v
 
     @field_validator("budget_time", mode="before")
     @classmethod

@@ -35,6 +35,8 @@ class Evaluation:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     seconds: float = 0.0
+    firmware: dict[str, Any] | None = None
+    """The deployment report of a finalized model (see tools/deploy/deploy.py), or why it failed."""
 
 
 def find_nats_table(explicit: Path | str | None = None) -> Path:
@@ -96,8 +98,10 @@ class ProxyTrainingEvaluator:
         seed: int = 0,
         teacher: Path | None = None,
         full_data: Any = None,
+        deploy_board: str | None = None,
         **train_kwargs: Any,
     ):
+        self.deploy_board = deploy_board
         self.data, self.recipe, self.final_recipe = data, recipe, final_recipe
         self.full_data = full_data or data
         self.runs_dir, self.seed, self.teacher_path, self.train_kwargs = runs_dir, seed, teacher, train_kwargs
@@ -125,4 +129,20 @@ class ProxyTrainingEvaluator:
         if self.teacher_path is not None:
             extra["teacher"] = load_teacher(self.teacher_path, self.full_data.info.num_classes)
             extra["teacher_cache_dir"] = Path("~/.cache/tinyarch/teacher-logits").expanduser()
-        return self._train(spec, self.full_data, self.final_recipe, "-full-kd" if extra else "-full", **extra)
+        suffix = "-full-kd" if extra else "-full"
+        result = self._train(spec, self.full_data, self.final_recipe, suffix, **extra)
+        if result.status == "ok" and self.deploy_board and self.runs_dir:
+            result.firmware = self._deploy(self.runs_dir / f"{spec.id}{suffix}")
+        return result
+
+    def _deploy(self, model_dir: Path) -> dict[str, Any]:
+        """Int8 firmware for the finalized model; a failure is recorded, not raised, so the run keeps its models."""
+        from tinyarch.tools.deploy import DeployError
+        from tinyarch.tools.deploy.deploy import deploy
+
+        board = self.deploy_board or ""
+        try:
+            report = deploy(model_dir, board, model_dir / f"firmware-{board}", data_dir=self.full_data.data_dir)
+        except DeployError as e:
+            return {"status": "failed", "reason": str(e).splitlines()[0]}
+        return {"status": "ok", **report.model_dump()}

@@ -4,7 +4,8 @@
  * tools/deploy/tflm_params.py derives from the .tflite scales and zero points exactly as TFLM's
  * Prepare does. A build compiles exactly one of reference.c (plain C99) or optimized_m7.c (Cortex-M7
  * DSP SIMD, with portable fallbacks from acle_compat.h elsewhere); both define these symbols and give
- * identical bytes.
+ * identical bytes. Multipliers and shifts are TFLM's (QuantizeMultiplier: real = mult * 2^(shift - 31),
+ * mult >= 0), and requantisation is TFLM's default double rounding.
  */
 #ifndef TINYARCH_KERNELS_H
 #define TINYARCH_KERNELS_H
