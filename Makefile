@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: install system model demo test lint bench clean
+.PHONY: install system model qemu-plugin demo test lint bench clean
 
-install: $(STAMP) $(SYSTEM_STAMP) model
+install: $(STAMP) $(SYSTEM_STAMP) model qemu-plugin
 
 # Python stack, every version pinned in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
@@ -34,6 +34,11 @@ system: $(SYSTEM_STAMP)
 # The embedded LLM (Qwen2.5-Coder-0.5B-Instruct, GGUF), verified by SHA-256, in ~/.cache/tinyarch/models.
 model: $(STAMP)
 	$(VENV)/bin/tinyarch model fetch
+
+# QEMU's instruction-count plugin (firmware/qemu), built once into ~/.cache/tinyarch/qemu-plugin.
+qemu-plugin: $(SYSTEM_STAMP)
+	@command -v qemu-system-arm >/dev/null || { echo "no qemu-system-arm: firmware runs on the host board only"; exit 0; }; \
+	$(PY) -c "from tinyarch.tools.deploy.emulator import plugin_path; print(plugin_path())"
 
 # A real search: the embedded LLM designs `mcu` networks for Fashion-MNIST (synthetic data when
 # Debian's dataset-fashion-mnist is absent), each trained with a 3-epoch proxy on 6,000 images.

@@ -15,9 +15,11 @@ import pytest
 
 from tinyarch.space import SearchSpace
 from tinyarch.spec import ArchSpec
-from tinyarch.tools.deploy.deploy import random_project, run_project
+from tinyarch.tools.data import FASHION_MNIST_DIR, load_data
+from tinyarch.tools.deploy.deploy import deploy, random_project, run_project
 from tinyarch.tools.deploy.tflite_graph import read_tflite
 from tinyarch.tools.profile import profile
+from tinyarch.tools.train import RECIPES, train
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +131,15 @@ def test_every_activation_table_is_tflms(mcu_specs: list[ArchSpec], tmp_path) ->
     tfl = read_tflite((project.dir / "model.tflite").read_bytes())
     unary = sum(op.opcode in ("LEAKY_RELU", "LOGISTIC") for op in tfl.ops)
     assert (project.dir / "model.c").read_text().count("_lut[256]") == unary
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_int8_firmware_loses_at_most_a_point_on_real_fashion_mnist(small_spec: ArchSpec, tmp_path) -> None:
+    """Train briefly on real data, then `tinyarch deploy` (host board): float vs int8 on 2,000 validation images."""
+    data = load_data("fashion-mnist").with_train_subset(6000)
+    model_dir = tmp_path / "model"
+    train(small_spec, data, RECIPES["proxy"].model_copy(update={"epochs": 2}), model_dir, progress=False)
+    report = deploy(model_dir, "host", tmp_path / "firmware", images=4, val_images=2000)
+    assert report.float_val_acc > 70, "the model should have learned something for the comparison to mean anything"
+    assert report.float_val_acc - report.int8_val_acc <= 1.0
+    assert report.bit_exact_matches == 4 and report.arena == profile(small_spec).peak_sram
