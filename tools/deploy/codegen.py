@@ -123,18 +123,16 @@ def _emit(w: _Writer, name: str, i: int, op: Op, b: BoundOp, tfl: TfliteGraph, p
 
     (h, wd, c), (ho, wo, co) = op.in_shape, op.out_shape
     x, y = op.inputs[0], op.output
-    if op.kind in ("conv", "pointwise"):
+    if op.kind in ("conv", "pointwise", "depthwise", "fully_connected"):
         wts, bias, m, s = _requant(w, name, b)
         q = _output_stage(w, name, b, tfl)
         pt, pl = (tflm_params.same_padding(n, op.kernel, op.stride)[1] for n in (h, wd))
+    if op.kind in ("conv", "pointwise"):
         return (
             f"    ta_conv_s8({at(x)}, {h}, {wd}, {c}, {wts}, {bias}, {m}, {s}, {at(y)}, {ho}, {wo}, {co}, "
             f"{op.kernel}, {op.stride}, {pt}, {pl}, {q});"
         )
     if op.kind == "depthwise":
-        wts, bias, m, s = _requant(w, name, b)
-        q = _output_stage(w, name, b, tfl)
-        pt, pl = (tflm_params.same_padding(n, op.kernel, op.stride)[1] for n in (h, wd))
         if i in plan.inplace_ops:
             scratch = plan.buffer_offsets[plan.scratch_buffer[i]]
             return (
@@ -146,8 +144,6 @@ def _emit(w: _Writer, name: str, i: int, op: Op, b: BoundOp, tfl: TfliteGraph, p
             f"{op.kernel}, {op.stride}, {pt}, {pl}, {q});"
         )
     if op.kind == "fully_connected":
-        wts, bias, m, s = _requant(w, name, b)
-        q = _output_stage(w, name, b, tfl)
         return f"    ta_fully_connected_s8({at(x)}, {c}, {wts}, {bias}, {m}, {s}, {at(y)}, {co}, {q});"
     if op.kind == "mean":
         if b.main is None:  # a mean over 1x1 is the identity; the converter dropped it

@@ -1,4 +1,4 @@
-/* QEMU mps2-an500 (Cortex-M7, FPU fpv5-d16): vector table, reset handler and semihosting I/O.
+/* QEMU mps2-an500 (Cortex-M7, FPU fpv5-d16): vector table and semihosting I/O (reset: common/startup_m7.c).
  *
  * Run: qemu-system-arm -M mps2-an500 -nographic -semihosting-config enable=on,target=native
  *      -kernel build/firmware.elf
@@ -9,10 +9,8 @@
 
 #include "board.h"
 
-int main(void);
-
 /* Linker script symbols (mps2_an500.ld). */
-extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+extern uint32_t _estack;
 
 /* Arm semihosting operations and reasons. */
 #define SYS_WRITE0 0x04
@@ -48,26 +46,7 @@ void Default_Handler(void) {
     board_exit(3);
 }
 
-/* C part of the reset: runs with the FPU already on. */
-__attribute__((noreturn, used)) static void reset_c(void) {
-    uint32_t *src = &_sidata;
-    for (uint32_t *dst = &_sdata; dst < &_edata;) *dst++ = *src++;
-    for (uint32_t *dst = &_sbss; dst < &_ebss;) *dst++ = 0u;
-    board_exit(main());
-}
-
-/* Enables CP10/CP11 (CPACR, 0xE000ED88) in assembly before any compiled code can touch an FPU
- * register: with -mfloat-abi=hard even the copy loops may. */
-__attribute__((naked, noreturn)) void Reset_Handler(void) {
-    __asm__ volatile(
-        "ldr r0, =0xE000ED88\n"
-        "ldr r1, [r0]\n"
-        "orr r1, r1, #(0xF << 20)\n"
-        "str r1, [r0]\n"
-        "dsb\n"
-        "isb\n"
-        "b reset_c\n");
-}
+void Reset_Handler(void); /* common/startup_m7.c */
 
 typedef void (*vector_t)(void);
 

@@ -3,7 +3,7 @@ CROSS ?= arm-none-eabi-
 CC := $(CROSS)gcc
 SIZE := $(CROSS)size
 ARCH_FLAGS := -mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-d16
-BOARD_SRCS := $(BOARD_DIR)/board.c
+BOARD_SRCS := $(BOARD_DIR)/board.c common/startup_m7.c
 LDSCRIPT := $(BOARD_DIR)/mps2_an500.ld
 LDFLAGS := -T$(LDSCRIPT) -nostartfiles --specs=nano.specs --specs=nosys.specs \
 	-Wl,--gc-sections -Wl,-Map=$(BUILD)/firmware.map -Wl,--print-memory-usage

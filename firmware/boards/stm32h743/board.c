@@ -13,9 +13,7 @@
 
 #include "board.h"
 
-int main(void);
-
-extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+extern uint32_t _estack;
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -150,24 +148,7 @@ void Default_Handler(void) {
     }
 }
 
-__attribute__((noreturn, used)) static void reset_c(void) {
-    uint32_t *src = &_sidata;
-    for (uint32_t *dst = &_sdata; dst < &_edata;) *dst++ = *src++;
-    for (uint32_t *dst = &_sbss; dst < &_ebss;) *dst++ = 0u;
-    board_exit(main());
-}
-
-/* Enables CP10/CP11 in assembly before compiled code (hard-float ABI) can use an FPU register. */
-__attribute__((naked, noreturn)) void Reset_Handler(void) {
-    __asm__ volatile(
-        "ldr r0, =0xE000ED88\n"
-        "ldr r1, [r0]\n"
-        "orr r1, r1, #(0xF << 20)\n"
-        "str r1, [r0]\n"
-        "dsb\n"
-        "isb\n"
-        "b reset_c\n");
-}
+void Reset_Handler(void); /* common/startup_m7.c */
 
 typedef void (*vector_t)(void);
 

@@ -4,7 +4,7 @@ CC := $(CROSS)gcc
 SIZE := $(CROSS)size
 OBJCOPY := $(CROSS)objcopy
 ARCH_FLAGS := -mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-d16
-BOARD_SRCS := $(BOARD_DIR)/board.c
+BOARD_SRCS := $(BOARD_DIR)/board.c common/startup_m7.c
 LDSCRIPT := $(BOARD_DIR)/stm32h743.ld
 LDFLAGS := -T$(LDSCRIPT) -nostartfiles --specs=nano.specs --specs=nosys.specs \
 	-Wl,--gc-sections -Wl,-Map=$(BUILD)/firmware.map -Wl,--print-memory-usage
