@@ -517,6 +517,8 @@ def print_deploy_report(report) -> None:
         table.add_row(name, value)
     out.print(table)
     out.print(f"firmware project: {report.project} (make; report in deploy.json)")
+    if report.bit_exact_matches is None:
+        out.print("flash it with `make flash` and compare the UART output with expected.txt (TFLM's outputs)")
 
 
 def print_front(state: dict, config: RunConfig, root: Path) -> None:

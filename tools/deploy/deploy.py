@@ -97,7 +97,11 @@ def make_project(
     test_inputs = quantize(checks, generated.input_scale, generated.input_zero_point)
     write_test_data(out, test_inputs)
     write_project(out, board, kernels)
-    return Project(out, generated, tflm, test_inputs, tflm.run(test_inputs))
+    expected = tflm.run(test_inputs)
+    # What a correct board prints (main.c's `out` lines), to diff against a real board's UART.
+    lines = [f"out {i} {row.tobytes().hex()}" for i, row in enumerate(expected)]
+    (out / "expected.txt").write_text("\n".join([*lines, f"done {len(expected)}"]) + "\n")
+    return Project(out, generated, tflm, test_inputs, expected)
 
 
 def random_model(spec: ArchSpec, seed: int = 0) -> nn.Module:
