@@ -32,7 +32,7 @@ def test_profile_prints_layers_and_totals() -> None:
         "100M",
     )
     assert res.returncode == 0, res.stderr
-    assert "s3b2.se.scale" in res.stdout and "MACs 86.81 M" in res.stdout and "uncalibrated" in res.stdout
+    assert "s3b2.se.scale" in res.stdout and "MACs 86.81 M" in res.stdout and "calibrated on QEMU" in res.stdout
     assert "within budget" in res.stdout
 
 

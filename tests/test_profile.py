@@ -15,7 +15,7 @@ from tinyarch.builder import SameConv2d, build_model
 from tinyarch.hierarchical import final_resolution
 from tinyarch.space import load_space
 from tinyarch.spec import ArchSpec
-from tinyarch.tools.profile import LatencyModel, check_budget, profile
+from tinyarch.tools.profile import CALIBRATION_FILE, LatencyModel, check_budget, profile
 
 MCU = load_space("mcu")
 
@@ -85,11 +85,26 @@ def test_budget_breaches_say_which_limit_and_by_how_much(small_spec: ArchSpec) -
     assert str(breaches[1]).startswith("MACs 4.91 M exceeds the budget of 1.00 M by 3.91 M")
 
 
-def test_latency_is_labelled_uncalibrated(small_spec: ArchSpec) -> None:
-    prof = profile(small_spec)
-    assert prof.latency_calibrated is False and prof.latency_ms > 0
-    faster = profile(small_spec, LatencyModel(clock_hz=960e6, calibrated=True))
-    assert faster.latency_calibrated and faster.latency_ms == pytest.approx(prof.latency_ms / 2)
+def test_latency_is_labelled_calibrated_or_not(small_spec: ArchSpec) -> None:
+    guess = profile(small_spec, LatencyModel())
+    assert guess.latency_calibrated is False and guess.latency_ms > 0
+    faster = profile(small_spec, LatencyModel(clock_hz=960e6))
+    assert faster.latency_ms == pytest.approx(guess.latency_ms / 2)
+    assert profile(small_spec).latency_calibrated == CALIBRATION_FILE.is_file()  # the shipped calibration
+
+
+def test_latency_fit_recovers_per_kind_coefficients(small_spec: ArchSpec) -> None:
+    """Per-operator counts made from known coefficients give those coefficients back."""
+    truth = LatencyModel(
+        per_mac={"pointwise": 1.8, "depthwise": 2.9, "conv": 3.5, "fully_connected": 2.2},
+        per_element={k: 7.0 for k in ("conv", "pointwise", "depthwise", "add", "mul", "mean", "fully_connected")},
+        per_op={k: 300.0 for k in ("conv", "pointwise", "depthwise", "add", "mul", "mean", "fully_connected")},
+        calibrated=True,
+    )
+    ops = [op for seed in range(8) for op in profile(_random_spec(seed)).graph.ops]
+    fitted = LatencyModel.fit([(op, round(truth.cycles(op))) for op in ops], source="synthetic")
+    for op in ops[:200]:
+        assert fitted.cycles(op) == pytest.approx(truth.cycles(op), rel=0.01, abs=50)
 
 
 def test_flash_counts_int8_weights_biases_quant_params_and_luts(small_spec: ArchSpec) -> None:

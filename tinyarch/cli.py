@@ -104,7 +104,11 @@ def profile_cmd(
                 f"{r.latency_ms:.2f}",
             )
         out.print(table)
-        label = "" if prof.latency_calibrated else " (uncalibrated estimate)"
+        label = (
+            " (calibrated on QEMU Cortex-M7 instruction counts, 1 instruction/cycle)"
+            if prof.latency_calibrated
+            else " (uncalibrated estimate)"
+        )
         out.print(
             f"MACs {format_count(prof.macs)}  params {prof.params:,}  flash {format_bytes(prof.flash)}  "
             f"peak SRAM {format_bytes(prof.peak_sram)} (live lower bound {format_bytes(prof.peak_live)})  "
