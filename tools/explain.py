@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -234,13 +235,12 @@ def _explain_target(
     rho = float(spearmanr(held_out.numpy(), y.numpy()).statistic) if held_out.std() > 0 and y.std() > 0 else math.nan
     fit = TargetFit(target=target, log=log, candidates=n, spearman=rho)
 
-    final = FOLDS * MEMBERS
-    ig = IntegratedGradients(lambda inputs: net(inputs)[:, final:])
     baseline = x.mean(0, keepdim=True).expand_as(x)
     slot_of = torch.tensor(encoding.slot_of)
     per_member = []
-    for m in range(MEMBERS):
-        attr = ig.attribute(x, baselines=baseline, target=m, n_steps=IG_STEPS) * scale
+    for m in range(FOLDS * MEMBERS, (FOLDS + 1) * MEMBERS):
+        ig = IntegratedGradients(partial(net, members=slice(m, m + 1)))
+        attr = ig.attribute(x, baselines=baseline, target=0, n_steps=IG_STEPS) * scale
         per_slot = torch.zeros(n, len(encoding.slots)).index_add_(1, slot_of, attr)
         per_member.append(per_slot[:, slot_of] * x)  # each column: its slot's attribution where the value is held
     held = torch.stack(per_member).sum(1)  # (members, columns)
@@ -287,9 +287,10 @@ class _Ensemble(nn.Module):
         self.w2 = nn.Parameter(torch.randn(members, HIDDEN, 1, generator=g) / math.sqrt(HIDDEN))
         self.b2 = nn.Parameter(torch.zeros(members, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xb = x.unsqueeze(0).expand(self.w1.shape[0], -1, -1)
-        return torch.baddbmm(self.b2, F.silu(torch.baddbmm(self.b1, xb, self.w1)), self.w2).squeeze(2).T
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        w1, b1, w2, b2 = self.w1[members], self.b1[members], self.w2[members], self.b2[members]
+        hidden = F.silu(torch.baddbmm(b1, x.unsqueeze(0).expand(len(w1), -1, -1), w1))
+        return torch.baddbmm(b2, hidden, w2).squeeze(2).T
 
 
 def _fit(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, g: torch.Generator) -> _Ensemble:
