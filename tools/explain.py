@@ -92,6 +92,8 @@ class Effect(BaseModel):
 
 
 class DesignEffects(BaseModel):
+    """Per-target surrogate quality and effects; `summary()` is what goes into a prompt."""
+
     candidates: int
     fits: list[TargetFit] = Field(default_factory=list)
     effects: list[Effect] = Field(default_factory=list)
@@ -108,7 +110,7 @@ class DesignEffects(BaseModel):
         lines = [
             f"Design effects over {self.candidates} evaluated candidates: a {MEMBERS}-MLP bootstrap surrogate per "
             f"target on one-hot choices, Integrated Gradients per candidate; an effect is the change against the "
-            f"slot's average choice, ± the std over members, uncertain ones left out; x_* pools a value over slots."
+            f"slot's average choice, ± the std over members, uncertain ones left out; a * pools a value over slots."
         ]
         for fit in self.fits:
             mine = [e for e in self.effects if e.target == fit.target]
@@ -138,7 +140,11 @@ def _format_effect(e: Effect, log: bool) -> str:
 
 
 def design_effects(space: SearchSpace, history: Sequence[dict[str, Any]], seed: int = 0) -> DesignEffects:
-    """Fit a surrogate per target on the evaluated history and attribute it to design choices."""
+    """Fit a surrogate per target on the evaluated history and attribute it to design choices.
+
+    `history` items are `{"spec": ..., "metrics": {"accuracy": ...}, "cost": {"macs": ..., ...}}`; a target
+    is used when at least MIN_CANDIDATES items measured it, and items whose spec is not in `space` are skipped.
+    """
     specs, rows = [], []
     for item in history:
         try:
@@ -343,6 +349,8 @@ class Ablation(BaseModel):
 
 
 class ModelExplanation(BaseModel):
+    """What one trained model relies on; `summary()` is what goes into a prompt."""
+
     images: int
     accuracy: float
     steps: int
@@ -369,7 +377,7 @@ class ModelExplanation(BaseModel):
             found = sorted((a for a in self.ablations if a.kind == kind), key=lambda a: -a.loss_increase)
             if found:
                 items = ", ".join(
-                    f"stages[{a.stage}] block {a.block} {-a.accuracy_drop:+.1f} pts (loss {a.loss_increase:+.3f})"
+                    f"stages[{a.stage}] block {a.block} {0.0 - a.accuracy_drop:+.1f} pts (loss {a.loss_increase:+.3f})"
                     for a in found[:top]
                 )
                 lines.append(f"{text} (costliest of {len(found)}): {items}")
@@ -410,9 +418,8 @@ def model_explanation(
             change = logits.gather(1, y[:, None]).squeeze(1) - model(torch.zeros_like(x[:1]))[0, y]
         attr, delta = integrated_gradients(model, x, y, steps)
         completeness = float(delta.abs().max() / change.abs().mean().clamp(min=1e-12))
-        saliency = attr.detach().abs().sum(1).cpu()
-        classes = sorted(set(labels.tolist()))
-        maps = {c: saliency[labels == c].mean(0) for c in classes}
+        saliency, classes = attr.detach().abs().sum(1).cpu(), labels.cpu()
+        maps = {c: saliency[classes == c].mean(0) for c in sorted(set(classes.tolist()))}
         explanation = ModelExplanation(
             images=len(x),
             accuracy=_accuracy(logits, y),
@@ -425,7 +432,7 @@ def model_explanation(
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / "saliency.png"
-            _plot_saliency(images, labels, maps, path, f"{spec.summary()}: mean |IG| per class")
+            _plot_saliency(images.cpu(), classes, maps, path, f"{spec.summary()}: mean |IG| per class")
             explanation.figures.append(path)
     finally:
         model.train(was_training)
@@ -437,18 +444,25 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _stage_attributions(model: TinyNet, x: torch.Tensor, y: torch.Tensor, steps: int) -> list[StageAttribution]:
-    masses, out = [], []
-    for s, stage in enumerate(model.stages):
-        conductance = LayerConductance(model, stage).attribute(
-            x, baselines=torch.zeros_like(x), target=y, n_steps=steps, internal_batch_size=len(x)
-        )
-        per_channel = conductance.detach().abs().sum((0, 2, 3))
-        cumulative = per_channel.sort(descending=True).values.cumsum(0) / per_channel.sum().clamp(min=1e-12)
-        needed = int((cumulative < 0.9).sum()) + 1
-        masses.append(float(per_channel.sum()))
-        out.append(StageAttribution(stage=s, share=0.0, channels=len(per_channel), channels_for_90=needed / len(per_channel)))
-    total = sum(masses) or 1.0
-    return [a.model_copy(update={"share": m / total}) for a, m in zip(out, masses, strict=True)]
+    per_channel = [
+        LayerConductance(model, stage)
+        .attribute(x, baselines=torch.zeros_like(x), target=y, n_steps=steps, internal_batch_size=2 * len(x))
+        .detach()
+        .abs()
+        .sum((0, 2, 3))
+        for stage in model.stages
+    ]
+    total = sum(float(p.sum()) for p in per_channel) or 1.0
+    return [
+        StageAttribution(stage=s, share=float(p.sum()) / total, channels=len(p), channels_for_90=_channels_for(p, 0.9))
+        for s, p in enumerate(per_channel)
+    ]
+
+
+def _channels_for(mass: torch.Tensor, fraction: float) -> float:
+    """The smallest fraction of channels whose mass reaches `fraction` of the total."""
+    cumulative = mass.sort(descending=True).values.cumsum(0) / mass.sum().clamp(min=1e-12)
+    return (int((cumulative < fraction).sum()) + 1) / len(mass)
 
 
 def _ablations(model: TinyNet, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> list[Ablation]:
@@ -497,7 +511,7 @@ def _plot_saliency(
     fig = Figure(figsize=(1.6 * len(classes) + 0.4, 3.6))
     axes = fig.subplots(2, len(classes), squeeze=False)
     for col, c in enumerate(classes):
-        example = images[labels == c][0].detach().cpu()[:3]
+        example = images[labels == c][0, :3]
         example = (example - example.min()) / (example.max() - example.min()).clamp(min=1e-12)
         axes[0, col].imshow(example.permute(1, 2, 0).squeeze(2).numpy(), cmap="gray")
         axes[0, col].set_title(f"class {c} (n={int((labels == c).sum())})", fontsize=8)
