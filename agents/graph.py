@@ -26,6 +26,7 @@ from tinyarch.space import SpecError
 from tinyarch.tools.pareto import analyse
 
 MAX_DESIGN_ATTEMPTS = 3
+EVALUATION_KEYS = ("status", "metrics", "reason", "seconds")
 
 
 def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
@@ -101,8 +102,9 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
             if record is None:  # not evaluated before a kill
                 ev = ctx.evaluator.evaluate(space.parse(candidate["spec"]))
                 record = {"status": ev.status, "metrics": ev.metrics, "reason": ev.reason, "seconds": ev.seconds}
+                record |= {"spec": candidate["spec"], "cost": candidate["cost"]}  # self-contained for `explain`
                 rundir.record_evaluation(candidate["id"], record)
-            rundir.trace("tool", iteration, "evaluate", id=candidate["id"], **record)
+            rundir.trace("tool", iteration, "evaluate", id=candidate["id"], **{k: record[k] for k in EVALUATION_KEYS})
             status = "evaluated" if record["status"] == "ok" else "failed"
             results.append({**candidate, "status": status, "metrics": record["metrics"], "reason": record["reason"]})
         return {"history": results, "pending": []}
@@ -112,8 +114,24 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         points = [{"accuracy": c["metrics"]["accuracy"], **c["cost"]} for c in done]
         result = analyse(points, ctx.limits)
         front = [done[i]["id"] for i in result.front]
-        rundir.trace("tool", state.get("iteration", 0), "analyse", front=front, hypervolume=result.hypervolume)
-        return {"front": front, "hypervolume": [result.hypervolume]}
+        iteration = state.get("iteration", 0)
+        rundir.trace("tool", iteration, "analyse", front=front, hypervolume=result.hypervolume)
+        update: dict[str, Any] = {"front": front, "hypervolume": [result.hypervolume]}
+        if config.strategy == "llm" and config.use_explanations:  # only the agents read them
+            update["explanation"] = explain(done, front)
+            rundir.trace("tool", iteration, "explain", summary=update["explanation"])
+        return update
+
+    def explain(done: list[dict[str, Any]], front: list[str]) -> str:
+        """Design effects over the history, plus what the most accurate front member relies on."""
+        from tinyarch.tools.explain import design_effects
+
+        text = design_effects(space, done, seed=config.seed).summary()
+        best = max((c for c in done if c["id"] in front), key=lambda c: c["metrics"]["accuracy"], default=None)
+        model_text = ctx.evaluator.explain(space.parse(best["spec"])) if best else None
+        if model_text:
+            text += f"\nMost accurate front member {best['id']}:\n{model_text}"
+        return text
 
     def critique_node(state: SearchState) -> dict[str, Any]:
         iteration = state.get("iteration", 0)

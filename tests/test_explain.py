@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,13 @@ from tinyarch.builder import SqueezeExcite
 from tinyarch.space import SearchSpace, load_space
 from tinyarch.tools.data import Data, to_model_input
 from tinyarch.tools.evaluators import EvaluatorError, NatsTableEvaluator, find_nats_table
-from tinyarch.tools.explain import MIN_CANDIDATES, design_effects, integrated_gradients, model_explanation
+from tinyarch.tools.explain import (
+    MIN_CANDIDATES,
+    design_effects,
+    explain_model_dir,
+    integrated_gradients,
+    model_explanation,
+)
 from tinyarch.tools.train import train
 
 
@@ -129,3 +137,32 @@ def test_model_explanation_is_complete_and_ablates(one_thread: None, synthetic: 
     assert explanation.figures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = explanation.summary()
     assert len(summary.splitlines()) <= 5 and "completeness error" in summary and "stages[4]" in summary
+
+
+def test_model_dir_explanation_is_cached(one_thread: None, synthetic: Data, tmp_path: Path) -> None:
+    """What the analyse node and `tinyarch explain --candidate` call: computed once, then read back."""
+    mcu = load_space("mcu")
+    spec = mcu.parse({**json.loads((EXAMPLES / "cpu_small.json").read_text()), "in_channels": synthetic.info.channels})
+    train(spec, synthetic, QUICK, tmp_path, progress=False)
+    first = explain_model_dir(tmp_path, images=8, steps=16)
+    assert (tmp_path / "explanation.json").is_file() and (tmp_path / "saliency.png").is_file()
+    assert explain_model_dir(tmp_path, images=8, steps=16).summary() == first.summary()
+
+
+def test_explain_cli_on_a_nats_run(tmp_path: Path) -> None:
+    """`tinyarch explain RUN` fits the design effects of a finished run and writes them beside it."""
+    try:
+        find_nats_table()
+    except EvaluatorError as e:
+        pytest.skip(str(e))
+    cli = [sys.executable, "-m", "tinyarch.cli"]
+    runs = str(tmp_path / "runs")
+    search = [*cli, "search", "--name", "r", "--strategy", "random", "--budget-evals", "40", "--batch", "8"]
+    subprocess.run([*search, "--runs-dir", runs], check=True, capture_output=True, timeout=300)
+    res = subprocess.run([*cli, "explain", "r", "--runs-dir", runs], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "held-out Spearman" in res.stdout and (tmp_path / "runs" / "r" / "design_effects.json").is_file()
+    res = subprocess.run([*cli, "explain", "r", "--candidate", "x", "--runs-dir", runs], capture_output=True, text=True)
+    assert res.returncode == 2 and "no trained model" in res.stderr
+    res = subprocess.run([*cli, "explain", "nope", "--runs-dir", runs], capture_output=True, text=True)
+    assert res.returncode == 2 and "no run 'nope'" in res.stderr and not (tmp_path / "runs" / "nope").exists()

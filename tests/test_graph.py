@@ -95,6 +95,9 @@ def test_llm_path_with_a_scripted_model(tmp_path: Path) -> None:
     assert state["advice"]["advice"] == "more 3x3 convolutions"
     second_prompt = ctx.llm.backend.seen[2][1]["content"]
     assert "more 3x3 convolutions" in second_prompt and state["history"][0]["id"] in second_prompt
+    # the analyse node's explanation summary reaches the Designer (too few candidates for a surrogate yet)
+    assert "What the explanations say: Design effects: only 2 usable candidates" in second_prompt
+    assert any(t["agent"] == "explain" for t in ctx.rundir.read_traces())
     llm_traces = [t for t in ctx.rundir.read_traces() if t["kind"] == "llm"]
     assert [t["agent"] for t in llm_traces] == ["designer", "critic", "designer", "critic"]
     assert all(t["raw"] and t["latency_s"] >= 0 for t in llm_traces)

@@ -439,6 +439,44 @@ def search_cmd(
     print_front(state, display.config, runs_dir / display.config.name)
 
 
+@app.command("explain")
+def explain_cmd(
+    run: Annotated[str, typer.Argument(help="Run name (a directory under --runs-dir).")],
+    candidate: Annotated[
+        str | None, typer.Option(help="Also explain this trained candidate (id, or id-full for a finalized one).")
+    ] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
+) -> None:
+    """What the run's design choices did (surrogate + captum), and what one trained model relies on."""
+    from tinyarch.rundir import RunDir
+    from tinyarch.tools.explain import design_effects, explain_model_dir
+    from tinyarch.tools.train import ModelDirError
+
+    if not (runs_dir / run / "config.yaml").is_file():
+        raise UserError(f"no run {run!r} under {runs_dir}/")
+    rundir = RunDir(runs_dir / run)
+    config = RunConfig.load(rundir.root / "config.yaml")
+    space = open_space(config.space)
+    records = [r for r in rundir.finished_evaluations().values() if r["status"] == "ok" and "spec" in r]
+    with err.status("fitting the design-effect surrogate"):
+        effects = design_effects(space, records, seed=config.seed)
+    (rundir.root / "design_effects.json").write_text(effects.model_dump_json(indent=2))
+    out.print(effects.summary(), highlight=False)
+    out.print(f"written: {rundir.root / 'design_effects.json'}")
+    if candidate is None:
+        return
+    model_dir = rundir.candidates / candidate
+    if config.evaluator != "proxy":
+        raise UserError(f"{config.evaluator} candidates are table lookups: there is no trained model to explain")
+    with err.status(f"Integrated Gradients, conductance and ablations on {candidate}"):
+        try:
+            explanation = explain_model_dir(model_dir, config.data_dir)
+        except ModelDirError as e:
+            raise UserError(str(e)) from None
+    out.print(explanation.summary(), highlight=False)
+    out.print(f"written: {model_dir / 'explanation.json'}, " + ", ".join(str(p) for p in explanation.figures))
+
+
 @app.command("deploy")
 def deploy_cmd(
     model_dir: Annotated[Path, typer.Argument(help="Trained model directory (spec.json, weights, metrics).")],

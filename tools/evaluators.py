@@ -84,6 +84,10 @@ class NatsTableEvaluator:
         """The table already holds the 200-epoch result: nothing to train."""
         return self.evaluate(cell)
 
+    def explain(self, cell: NatsCell) -> str | None:
+        """A table lookup has no model to explain."""
+        return None
+
 
 class ProxyTrainingEvaluator:
     """Trains a spec with the proxy recipe and reports validation accuracy (never test); `finalize`
@@ -121,6 +125,15 @@ class ProxyTrainingEvaluator:
 
     def evaluate(self, spec: Any) -> Evaluation:
         return self._train(spec, self.data, self.recipe, "")
+
+    def explain(self, spec: Any) -> str | None:
+        """The model-level explanation summary of an evaluated candidate (cached in its directory)."""
+        from tinyarch.tools.explain import explain_model_dir
+
+        model_dir = self.runs_dir / spec.id if self.runs_dir else None
+        if model_dir is None or not (model_dir / "weights.safetensors").is_file():
+            return None
+        return explain_model_dir(model_dir, self.data.data_dir).summary()
 
     def finalize(self, spec: Any) -> Evaluation:
         from tinyarch.tools.distill import load_teacher

@@ -521,3 +521,28 @@ def _plot_saliency(
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def explain_model_dir(
+    model_dir: Path, data_dir: Path | None = None, images: int = 32, steps: int = 128
+) -> ModelExplanation:
+    """Model-level explanation of a trained model directory on its first validation images.
+
+    128 steps: on real trained models (swish, SE) 32 steps left a 20 % completeness error, 128 about 3 %.
+    Cached as `explanation.json` (and `saliency.png`) in the directory: a model never changes
+    after training, so neither does its explanation.
+    """
+    from tinyarch.tools.data import load_data, to_model_input
+    from tinyarch.tools.train import load_trained
+
+    cached = model_dir / "explanation.json"
+    if cached.is_file():
+        return ModelExplanation.model_validate_json(cached.read_text())
+    trained = load_trained(model_dir)
+    data = load_data(trained.dataset, data_dir, seed=0)
+    spec = trained.spec
+    x = to_model_input(data.val.images[:images], data.info.mean, data.info.std, spec.resolution, spec.in_channels)
+    with _single_thread():
+        explanation = model_explanation(trained.model, spec, x, data.val.labels[:images], model_dir, steps)
+    cached.write_text(explanation.model_dump_json(indent=2))
+    return explanation

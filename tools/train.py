@@ -390,3 +390,33 @@ def plot_curve(history: list[dict[str, float]], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class ModelDirError(RuntimeError):
+    """A directory is not a trained model (spec.json, weights.safetensors and metrics.json)."""
+
+
+@dataclass(slots=True)
+class TrainedModel:
+    spec: ArchSpec
+    model: nn.Module
+    dataset: str
+    val_acc: float
+
+
+def load_trained(model_dir: Path) -> TrainedModel:
+    """A model directory written by `tinyarch train` or a search, in eval mode."""
+    from tinyarch.builder import build_model
+
+    files = {name: model_dir / name for name in ("spec.json", "weights.safetensors", "metrics.json")}
+    missing = [name for name, path in files.items() if not path.is_file()]
+    if missing:
+        raise ModelDirError(f"{model_dir} is not a trained model directory: missing {', '.join(missing)}")
+    try:
+        spec = ArchSpec.model_validate_json(files["spec.json"].read_text())
+    except ValueError as e:
+        raise ModelDirError(f"{files['spec.json']}: not an architecture spec ({e.__class__.__name__})") from None
+    metrics = json.loads(files["metrics.json"].read_text())
+    model = build_model(spec)
+    model.load_state_dict(load_file(str(files["weights.safetensors"])))
+    return TrainedModel(spec, model.eval(), metrics["dataset"], float(metrics.get("val_acc", float("nan"))))

@@ -21,7 +21,7 @@ from torch import nn
 from tinyarch.spec import ArchSpec
 from tinyarch.tools.deploy import DeployError, emulator
 from tinyarch.tools.deploy.codegen import GeneratedModel, generate
-from tinyarch.tools.deploy.export import Tflm, convert_int8, keras_twin, load_trained, nhwc_inputs, quantize
+from tinyarch.tools.deploy.export import Tflm, convert_int8, keras_twin, nhwc_inputs, quantize
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 CLOCK_HZ = 480e6
@@ -156,8 +156,13 @@ def deploy(
 
     if board not in emulator.BOARDS:
         raise DeployError(f"unknown board {board!r}; choose from {', '.join(emulator.BOARDS)}")
+    from tinyarch.tools.train import ModelDirError, load_trained
+
     progress("loading the trained model")
-    trained = load_trained(model_dir)
+    try:
+        trained = load_trained(model_dir)
+    except ModelDirError as e:
+        raise DeployError(str(e)) from None
     spec = trained.spec
     data = load_data(trained.dataset, data_dir, seed=0)
     info = data.info

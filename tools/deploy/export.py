@@ -12,49 +12,19 @@ import io
 import os
 import re
 import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tinyarch.builder import ConvBNAct, MobileBlock, SqueezeExcite, TinyNet, build_model
+from tinyarch.builder import ConvBNAct, MobileBlock, SqueezeExcite, TinyNet
 from tinyarch.spec import LEAKY_RELU_SLOPE, Activation, ArchSpec
 from tinyarch.tools.deploy import DeployError
 
 
 class ExportError(DeployError):
     """The model directory or the conversion cannot give an int8 model."""
-
-
-@dataclass(slots=True)
-class TrainedModel:
-    spec: ArchSpec
-    model: TinyNet
-    dataset: str
-    val_acc: float
-
-
-def load_trained(model_dir: Path) -> TrainedModel:
-    """A model directory written by `tinyarch train` or a search: spec.json, weights and metrics."""
-    import json
-
-    from safetensors.torch import load_file
-
-    files = {name: model_dir / name for name in ("spec.json", "weights.safetensors", "metrics.json")}
-    missing = [name for name, path in files.items() if not path.is_file()]
-    if missing:
-        raise ExportError(f"{model_dir} is not a trained model directory: missing {', '.join(missing)}")
-    try:
-        spec = ArchSpec.model_validate_json(files["spec.json"].read_text())
-    except ValueError as e:
-        raise ExportError(f"{files['spec.json']}: not an architecture spec ({e.__class__.__name__})") from None
-    metrics = json.loads(files["metrics.json"].read_text())
-    model = build_model(spec)
-    model.load_state_dict(load_file(str(files["weights.safetensors"])))
-    return TrainedModel(spec, model.eval(), metrics["dataset"], float(metrics.get("val_acc", float("nan"))))
 
 
 def _folded(block: ConvBNAct) -> tuple[np.ndarray, np.ndarray]:
