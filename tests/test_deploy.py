@@ -42,7 +42,8 @@ def stage(block: str, width: int, depth: int, stride: int, kernel: int, se: floa
 
 
 # Together: mbconv and dsconv, kernels 3/5/7, strides 1/2 on odd and even sizes, SE 0.25/0.5, every
-# activation, residuals, a head or none, and SE over a 1x1 map (whose pooling TFLite drops).
+# activation, residuals, a head or none, and SE and a residual over a 1x1 map (where TFLite drops
+# the pooling and reshapes the residual's input).
 COVERAGE = [
     {
         "resolution": 32,
@@ -54,7 +55,7 @@ COVERAGE = [
             stage("mbconv", 16, 2, 2, 5, 0.5, "swish", True),
             stage("mbconv", 24, 1, 2, 7, 0.0, "relu6", False),
             stage("dsconv", 24, 2, 2, 3, 0.5, "relu6", True),
-            stage("mbconv", 32, 1, 2, 3, 0.25, "leaky_relu", False),
+            stage("mbconv", 32, 2, 2, 3, 0.25, "leaky_relu", True),
         ],
         "head": {"width": 256, "activation": "leaky_relu"},
     },

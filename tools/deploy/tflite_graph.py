@@ -69,9 +69,18 @@ class TfliteGraph:
     inputs: list[int]
     outputs: list[int]
     consumers: dict[int, list[int]] = field(default_factory=dict)
+    """Readers of each tensor, with reshapes seen through (see `canonical`)."""
+    aliases: dict[int, int] = field(default_factory=dict)
 
     def opcode_of(self, op: int) -> str:
         return self.ops[op].opcode
+
+    def canonical(self, tensor: int) -> int:
+        """The tensor a RESHAPE output views: same bytes and quantisation (at 1x1 the converter
+        squeezes a residual's input to a vector before the ADD), so the C code needs no op for it."""
+        while tensor in self.aliases:
+            tensor = self.aliases[tensor]
+        return tensor
 
 
 def read_tflite(data: bytes) -> TfliteGraph:
@@ -100,9 +109,18 @@ def read_tflite(data: bytes) -> TfliteGraph:
     ]
     graph = TfliteGraph(model, tensors, ops, [int(x) for x in sg.inputs], [int(x) for x in sg.outputs])
     for op in ops:
-        for t in op.inputs:
-            graph.consumers.setdefault(t, []).append(op.index)
+        source, result = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        if op.opcode == "RESHAPE" and _same_quantisation(source, result):
+            graph.aliases[result.index] = source.index
+    for op in ops:
+        if op.opcode != "RESHAPE":
+            for t in op.inputs:
+                graph.consumers.setdefault(graph.canonical(t), []).append(op.index)
     return graph
+
+
+def _same_quantisation(a: Tensor, b: Tensor) -> bool:
+    return bool(np.array_equal(a.scales, b.scales) and np.array_equal(a.zero_points, b.zero_points))
 
 
 @dataclass(slots=True)
@@ -130,7 +148,7 @@ def bind(graph: OpGraph, tfl: TfliteGraph) -> list[BoundOp]:
         candidates = [
             o
             for o in tfl.consumers.get(ins[0], [])
-            if o not in used and tfl.opcode_of(o) == want and set(ins) <= set(tfl.ops[o].inputs)
+            if o not in used and tfl.opcode_of(o) == want and set(ins) <= {tfl.canonical(i) for i in tfl.ops[o].inputs}
         ]
         if not candidates:
             if op.kind == "mean" and op.in_shape[:2] == (1, 1):
@@ -148,7 +166,7 @@ def bind(graph: OpGraph, tfl: TfliteGraph) -> list[BoundOp]:
             chain.append(step)
             if op.activation == "swish":
                 mul = _only_consumer(tfl, step.outputs[0], "MUL", op.name)
-                if sorted(mul.inputs) != sorted([out, step.outputs[0]]):
+                if sorted(map(tfl.canonical, mul.inputs)) != sorted([out, step.outputs[0]]):
                     raise BindError(f"{op.name}: swish MUL does not multiply the conv by its sigmoid")
                 chain.append(mul)
             used.update(o.index for o in chain)
@@ -159,9 +177,16 @@ def bind(graph: OpGraph, tfl: TfliteGraph) -> list[BoundOp]:
         # conv-like ops: (input, weights, bias); add and mul: the spec op's operands, in its order
         data_inputs = [tfl.tensors[i] for i in (ins if op.kind in ("add", "mul") else main.inputs) if i >= 0]
         bound.append(BoundOp(main, data_inputs, tfl.tensors[final], tfl.tensors[out], chain, fused))
-    if tensor_of[graph.ops[-1].output] != tfl.outputs[0]:
+    leftover = [op.opcode for op in tfl.ops if op.index not in used and op.index not in _alias_ops(tfl)]
+    if leftover:
+        raise BindError(f"the .tflite computes what the spec does not: {', '.join(leftover)}")
+    if tensor_of[graph.ops[-1].output] != tfl.canonical(tfl.outputs[0]):
         raise BindError("the spec's last op does not produce the model's output")
     return bound
+
+
+def _alias_ops(tfl: TfliteGraph) -> set[int]:
+    return {op.index for op in tfl.ops if op.opcode == "RESHAPE" and op.outputs[0] in tfl.aliases}
 
 
 def _only_consumer(tfl: TfliteGraph, tensor: int, opcode: str, name: str) -> TfliteOp:
