@@ -4,8 +4,8 @@ Run: .venv/bin/python benchmarks/search_nats.py [--strategies llm nsga2 random -
 
 Every strategy runs the same graph, checks and table evaluator, with a fresh memory per run so
 no run sees another's results. The table's accuracies are NATS-Bench *test* accuracies: this
-measures search efficiency on a fixed benchmark, not model selection. `--ablate explain` runs
-the LLM strategy with and without the explanation summaries in its prompts.
+measures search efficiency on a fixed benchmark, not model selection. `--ablate explain` adds
+the LLM strategy without the explanation summaries in its prompts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tinyarch.config import RunConfig
 from tinyarch.rundir import RunDir
 from tinyarch.tools.evaluators import NatsTableEvaluator
 
-CHECKPOINTS = (10, 25, 50, 100)
+CHECKPOINTS = (10, 25, 40, 50, 100)
 
 
 def best_so_far(rundir: RunDir) -> list[float]:
@@ -84,8 +84,8 @@ def main() -> None:
     args = parser.parse_args()
 
     variants = [(s, True) for s in args.strategies]
-    if args.ablate == "explain":
-        variants = [("llm", True), ("llm", False)]
+    if args.ablate == "explain":  # add the LLM without explanation summaries in its prompts
+        variants.append(("llm", False))
     results = [
         run_one(args.out, s, seed, args.evals, args.batch, explain, args.llm)
         for s, explain in variants
