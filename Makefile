@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist chromium
 SYSTEM_STAMP := $(VENV)/.system
 
 .PHONY: install system model qemu-plugin demo test lint bench clean
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip check
 	touch $@
 
-# Debian packages: the firmware toolchain and emulator, and real Fashion-MNIST for CPU training.
+# Debian packages: the firmware toolchain and emulator, real Fashion-MNIST for CPU training, and
+# Chromium to check that the HTML run report renders.
 $(SYSTEM_STAMP): $(STAMP)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then \

@@ -103,6 +103,18 @@ def run_search(
             for node, update in chunk.items():
                 if on_update is not None:
                     on_update(node, update or {})
-        return dict(graph.get_state(run_config).values)
+        state = dict(graph.get_state(run_config).values)
     finally:
         connection.close()
+    write_run_report(rundir, state.get("iteration", 0))
+    return state
+
+
+def write_run_report(rundir: RunDir, iteration: int) -> None:
+    """runs/NAME/report.html; a failure is one trace line, never the loss of a finished run."""
+    try:
+        from tinyarch.report import write_report
+
+        write_report(rundir.root)
+    except Exception as e:
+        rundir.trace("tool", iteration, "report", status="failed", reason=f"{type(e).__name__}: {e}"[:500])

@@ -477,6 +477,66 @@ def explain_cmd(
     out.print(f"written: {model_dir / 'explanation.json'}, " + ", ".join(str(p) for p in explanation.figures))
 
 
+def run_root(runs_dir: Path, run: str) -> Path:
+    """The directory of an existing run, or a UserError naming where it was looked for."""
+    root = runs_dir / run
+    if not (root / "config.yaml").is_file():
+        raise UserError(f"no run {run!r} under {runs_dir}/")
+    return root
+
+
+@app.command("trace")
+def trace_cmd(
+    run: Annotated[str, typer.Argument(help="Run name (a directory under --runs-dir).")],
+    iteration: Annotated[int | None, typer.Option("--iter", help="Only this iteration.")] = None,
+    agent: Annotated[
+        list[str] | None, typer.Option(help="Only this agent or tool (repeatable): designer, critic, check, ...")
+    ] = None,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="Only LLM calls with errors and failed/rejected results.")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Show whole prompts and explanations, not their first lines.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The selected records as JSON lines, for scripts.")] = False,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
+) -> None:
+    """A run's transcript, step by step: prompts, answers, validation errors and retries, tool results."""
+    from tinyarch.rundir import RunDir
+    from tinyarch.trace_view import AGENTS, render, select
+
+    root = run_root(runs_dir, run)
+    unknown = [a for a in agent or [] if a not in AGENTS]
+    if unknown:
+        raise UserError(f"--agent: {', '.join(unknown)} is not one of {', '.join(AGENTS)}")
+    traces = RunDir(root).read_traces()
+    records = select(traces, iteration, agent or (), errors)
+    if as_json:
+        for record in records:
+            print(json.dumps(record, default=str))
+    elif records:
+        render(out, records, float(traces[0].get("time", 0.0)), full)
+    else:
+        err.print("no trace records match")
+
+
+@app.command("report")
+def report_cmd(
+    run: Annotated[str, typer.Argument(help="Run name (a directory under --runs-dir).")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default: runs/NAME/report.html).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
+) -> None:
+    """One self-contained HTML report of a run: plots, leaderboard, explanations, firmware and traces."""
+    from tinyarch.report import write_report
+
+    root = run_root(runs_dir, run)
+    if out_file is not None and not out_file.parent.is_dir():
+        raise UserError(f"--out: {out_file.parent} is not a directory")
+    with err.status("rendering the report"):
+        path = write_report(root, out_file)
+    out.print(f"report: {path} ({path.stat().st_size / 1024:.0f} KB)", highlight=False)
+
+
 @app.command("deploy")
 def deploy_cmd(
     model_dir: Annotated[Path, typer.Argument(help="Trained model directory (spec.json, weights, metrics).")],
@@ -578,6 +638,8 @@ def print_front(state: dict, config: RunConfig, root: Path) -> None:
     if state.get("final"):
         print_final(state["final"])
     out.print(f"run directory: {root}")
+    if (root / "report.html").is_file():
+        out.print(f"report: {root / 'report.html'}")
 
 
 def print_final(final: list[dict]) -> None:
