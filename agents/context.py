@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,15 +30,23 @@ class SearchContext:
 
     @property
     def limits(self) -> dict[str, float | None]:
-        """Budget limits keyed by the cost names of `SearchSpace.cost`."""
+        """The run's budget limits keyed by the cost names of `SearchSpace.cost`."""
         return {"peak_sram": self.config.sram, "flash": self.config.flash, "macs": self.config.macs}
 
-    def budget_text(self) -> str:
-        c = self.config
+    def limits_now(self, state: Mapping[str, Any]) -> dict[str, float | None]:
+        """The run's limits, tightened by the user's directives so far (`state["limits"]`)."""
+        tightened = state.get("limits") or {}
+        return {
+            k: min((v for v in (limit, tightened.get(k)) if v is not None), default=None)
+            for k, limit in self.limits.items()
+        }
+
+    def budget_text(self, state: Mapping[str, Any]) -> str:
+        limits = self.limits_now(state)
         parts = [
-            f"peak SRAM <= {format_bytes(c.sram)}" if c.sram else "",
-            f"flash <= {format_bytes(c.flash)}" if c.flash else "",
-            f"MACs <= {format_count(c.macs)}" if c.macs else "",
+            f"peak SRAM <= {format_bytes(limits['peak_sram'])}" if limits["peak_sram"] else "",
+            f"flash <= {format_bytes(limits['flash'])}" if limits["flash"] else "",
+            f"MACs <= {format_count(limits['macs'])}" if limits["macs"] else "",
         ]
         return ", ".join(p for p in parts if p) or "none"
 

@@ -34,7 +34,7 @@ def critique(ctx: SearchContext, state: SearchState) -> Advice | None:
         "critic_user",
         dataset=ctx.config.dataset,
         space_name=ctx.space.name,
-        budget=ctx.budget_text(),
+        budget=ctx.budget_text(state),
         evals_used=len(done),
         evals_budget=ctx.config.budget_evals,
         iteration=iteration,

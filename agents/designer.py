@@ -56,7 +56,7 @@ class LLMDesigner:
             dataset=ctx.config.dataset,
             num_classes=ctx.num_classes,
             space_name=ctx.space.name,
-            budget=ctx.budget_text(),
+            budget=ctx.budget_text(state),
             space=ctx.space.describe(),
             front=describe(front),
             recent=describe(done[-6:][::-1]),
@@ -76,7 +76,7 @@ class LLMDesigner:
         for _ in range(2000):
             spec = ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields())
             cost = ctx.space.cost(spec)
-            if all(limit is None or cost.get(k, 0) <= limit for k, limit in ctx.limits.items()):
+            if all(limit is None or cost.get(k, 0) <= limit for k, limit in ctx.limits_now(state).items()):
                 found.append(json.dumps(spec.model_dump(mode="json", exclude={"name"}), separators=(",", ":")))
                 if len(found) == count:
                     break

@@ -1,9 +1,11 @@
 """The LangGraph state machine of one search.
 
 ```
-design -> check -> evaluate -> analyse -> critique -> remember -> design ...   (stop -> finalize)
-            |  no candidate survived: back to design with the reasons (bounded attempts)
+human -> design -> check -> evaluate -> analyse -> critique -> remember -> human ...   (stop -> finalize)
+                     |  no candidate survived: back to design with the reasons (bounded attempts)
 ```
+`human` applies what the user sent through `tinyarch chat` (the run's inbox) before each design
+step: directives for the prompts, budget limits for the checks, pause, resume and stop.
 Nodes read the `SearchContext` (space, evaluator, strategy, memory, LLM, run directory) by
 closure and return only what they add to the `SearchState`. Every LLM call and every tool
 result is written to the run's traces; LangGraph's SQLite checkpointer stores the state after
@@ -26,6 +28,7 @@ from tinyarch.space import SpecError
 from tinyarch.tools.pareto import analyse
 
 MAX_DESIGN_ATTEMPTS = 3
+PAUSE_POLL_S = 0.5
 EVALUATION_KEYS = ("status", "metrics", "reason", "seconds")
 
 
@@ -47,7 +50,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         seen = {c["id"] for c in state.get("history", [])}
         accepted, rejected = [], []
         for position, raw in enumerate(state.get("pending", [])):
-            outcome = checked(raw, seen, {**base, "position": position})
+            outcome = checked(raw, seen, {**base, "position": position}, ctx.limits_now(state))
             if outcome.status == "pending":
                 seen.add(outcome.id)
                 accepted.append(outcome.model_dump())
@@ -56,7 +59,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
                 rejected.append(outcome.model_dump())
         return {"pending": accepted, "rejected": rejected, "history": rejected}
 
-    def checked(raw: Any, seen: set[str], base: dict[str, Any]) -> Outcome:
+    def checked(raw: Any, seen: set[str], base: dict[str, Any], limits: dict[str, float | None]) -> Outcome:
         try:
             spec = space.parse(raw)
         except SpecError as e:
@@ -82,7 +85,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         cost = space.cost(spec)
         breaches = [
             str(BudgetBreach(_budget_name(k), int(cost[k]), int(limit)))
-            for k, limit in ctx.limits.items()
+            for k, limit in limits.items()
             if limit is not None and k in cost and cost[k] > limit
         ]
         status = "rejected" if breaches else "pending"
@@ -174,6 +177,37 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         return {"iteration": iteration + 1, "design_attempts": 0, "rejected": []}
 
     def after_remember(state: SearchState) -> str:
+        return "finalize" if state.get("decision") == "stop" else "human"
+
+    def human(state: SearchState) -> dict[str, Any]:
+        """Apply the inbox's new messages; while paused, wait here (checkpointed) for resume or stop."""
+        iteration, read = state.get("iteration", 0), state.get("inbox_read", 0)
+        directives, limits = [], dict(state.get("limits") or {})
+        stop, paused = "", False
+        while True:
+            messages = rundir.read_inbox()
+            for message in messages[read:]:
+                kind = message["kind"]
+                if kind == "directive":
+                    directives.append(message["text"])
+                    for k, v in message.get("limits", {}).items():
+                        limits[k] = min(v, limits.get(k, v))
+                elif kind in ("pause", "resume"):
+                    paused = kind == "pause"
+                elif kind == "stop":
+                    stop = "stopped by the user"
+                details = {k: v for k, v in message.items() if k not in ("time", "kind")}
+                rundir.trace("tool", iteration, "human", message=kind, **details)
+            read = len(messages)
+            if stop or not paused:
+                break
+            time.sleep(PAUSE_POLL_S)
+        update: dict[str, Any] = {"inbox_read": read, "directives": directives, "limits": limits}
+        if stop:
+            update |= {"decision": "stop", "stop_reason": stop}
+        return update
+
+    def after_human(state: SearchState) -> str:
         return "finalize" if state.get("decision") == "stop" else "design"
 
     def finalize(state: SearchState) -> dict[str, Any]:
@@ -201,14 +235,16 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
     graph.add_node("analyse", analyse_node)
     graph.add_node("critique", critique_node)
     graph.add_node("remember", remember)
+    graph.add_node("human", human)
     graph.add_node("finalize", finalize)
-    graph.add_edge(START, "design")
+    graph.add_edge(START, "human")
+    graph.add_conditional_edges("human", after_human, ["design", "finalize"])
     graph.add_edge("design", "check")
     graph.add_conditional_edges("check", after_check, ["evaluate", "design", "analyse"])
     graph.add_edge("evaluate", "analyse")
     graph.add_edge("analyse", "critique")
     graph.add_edge("critique", "remember")
-    graph.add_conditional_edges("remember", after_remember, ["design", "finalize"])
+    graph.add_conditional_edges("remember", after_remember, ["human", "finalize"])
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer)
 

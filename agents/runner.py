@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -91,6 +92,9 @@ def run_search(
             raise RunExists(f"run {config.name!r} exists in {rundir.root}; resume it with --resume {config.name}")
         config.save(rundir.config)
     ctx = build_context(config, rundir)
+    if rundir.search_running():
+        raise RunExists(f"run {config.name!r} is already being searched (pid {rundir.pid_file.read_text()})")
+    rundir.pid_file.write_text(str(os.getpid()))
     connection = sqlite3.connect(str(rundir.checkpoints), check_same_thread=False)
     try:
         from langgraph.checkpoint.sqlite import SqliteSaver
@@ -106,6 +110,7 @@ def run_search(
         state = dict(graph.get_state(run_config).values)
     finally:
         connection.close()
+        rundir.pid_file.unlink(missing_ok=True)
     write_run_report(rundir, state.get("iteration", 0))
     return state
 

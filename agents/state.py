@@ -52,6 +52,10 @@ class SearchState(TypedDict, total=False):
     hypervolume: Annotated[list[float], operator.add]
     advice: dict[str, Any]
     directives: Annotated[list[str], operator.add]
+    limits: dict[str, float]
+    """Budget limits the user's directives tightened (cost name -> limit); the checks enforce them."""
+    inbox_read: int
+    """Messages of the run's inbox already applied."""
     decision: Literal["continue", "stop"]
     stop_reason: str
     explanation: str

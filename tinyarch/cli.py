@@ -485,6 +485,36 @@ def run_root(runs_dir: Path, run: str) -> Path:
     return root
 
 
+@app.command("chat")
+def chat_cmd(
+    run: Annotated[str, typer.Argument(help="Run name (a directory under --runs-dir), live or not.")],
+    say: Annotated[
+        list[str] | None, typer.Option(help="Send this line and print the reply, then exit (repeatable).")
+    ] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
+) -> None:
+    """Talk to a search: directives steer it, questions are answered from its data, /help lists commands."""
+    from tinyarch.agents.backends.base import LLMUnavailable
+    from tinyarch.agents.chat import Chat
+
+    chat = Chat(run_root(runs_dir, run))
+    lines = iter(say) if say else None
+    if lines is None:
+        out.print(chat.cmd_status(""), highlight=False)
+        out.print("[dim]/help for commands, /quit to leave (the search goes on)[/]")
+    while True:
+        try:
+            line = next(lines) if lines is not None else out.input("[bold]you>[/] ")
+            reply = chat.handle(line)
+        except (EOFError, KeyboardInterrupt, StopIteration):
+            break
+        except LLMUnavailable as e:
+            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+            continue
+        if reply:
+            out.print(reply, highlight=False, markup=False)
+
+
 @app.command("trace")
 def trace_cmd(
     run: Annotated[str, typer.Argument(help="Run name (a directory under --runs-dir).")],

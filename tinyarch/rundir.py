@@ -6,6 +6,8 @@ runs/NAME/checkpoints.sqlite   LangGraph's SQLite checkpointer (resume after a k
 runs/NAME/traces.jsonl         every LLM call and tool result, one JSON object a line
 runs/NAME/evaluations.jsonl    every finished evaluation, so a resumed run never repeats one
 runs/NAME/candidates/ID/       model directories of trained candidates
+runs/NAME/inbox.jsonl          the user's directives and commands (`tinyarch chat`), read by the search
+runs/NAME/search.pid           present while a search process runs this directory
 ```
 Lines are appended and flushed to disk one at a time, so a kill loses at most the line in flight.
 """
@@ -30,6 +32,8 @@ class RunDir:
     traces = property(lambda self: self.root / "traces.jsonl")
     evaluations = property(lambda self: self.root / "evaluations.jsonl")
     candidates = property(lambda self: self.root / "candidates")
+    inbox = property(lambda self: self.root / "inbox.jsonl")
+    pid_file = property(lambda self: self.root / "search.pid")
 
     @staticmethod
     def _append(path: Path, record: dict[str, Any]) -> None:
@@ -64,3 +68,21 @@ class RunDir:
 
     def finished_evaluations(self) -> dict[str, dict[str, Any]]:
         return {r["id"]: r for r in self._read(self.evaluations)}
+
+    def post(self, kind: str, **payload: Any) -> None:
+        """A message for the search (directive, pause, resume, stop). Appending a line is atomic, so a
+        chat never writes the search's checkpoint database and the two never contend for it."""
+        self._append(self.inbox, {"time": time.time(), "kind": kind, **payload})
+
+    def read_inbox(self) -> list[dict[str, Any]]:
+        return self._read(self.inbox)
+
+    def search_running(self) -> bool:
+        """Whether a live search process holds this directory (its pid file names a running process)."""
+        try:
+            os.kill(int(self.pid_file.read_text()), 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return False
+        except PermissionError:
+            return True
+        return True

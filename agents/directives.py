@@ -1,0 +1,58 @@
+"""What the user says to a run: a question, or a directive whose budget limits the checks enforce.
+
+Budgets are read with a rule, not by the LLM: "stay under 60 M MACs" must tighten the MACs limit
+to exactly 60 M every time, and a small model cannot be trusted to do that arithmetic.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+from tinyarch.budget import format_bytes, format_count, parse_bytes, parse_count
+
+QUESTION_WORDS = ("why", "what", "which", "how", "when", "where", "who", "is", "are", "does", "do", "did", "can")
+_BOUND = r"(?:under|below|within|at most|max(?:imum)?|no more than|less than|<=?)\s*"
+_AMOUNT = r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgG]i?[bB]?|[bB])?"
+_WHAT = r"(?P<what>macs?|sram|ram|flash)"
+_LIMITS = [  # "under 60 M MACs" and "SRAM below 200 KB"
+    re.compile(_BOUND + _AMOUNT + r"\s*(?:of\s+)?" + _WHAT + r"\b", re.IGNORECASE),
+    re.compile(r"\b" + _WHAT + r"\s+(?:\w+\s+){0,2}" + _BOUND + _AMOUNT, re.IGNORECASE),
+]
+_COST = {"mac": "macs", "macs": "macs", "sram": "peak_sram", "ram": "peak_sram", "flash": "flash"}
+
+
+class Directive(BaseModel):
+    text: str
+    limits: dict[str, float] = {}
+    """Cost name (macs, peak_sram, flash) -> the limit the sentence sets."""
+
+    def describe(self) -> str:
+        """How the checks will read it, to show back to the user."""
+        parts = [
+            f"MACs <= {format_count(v)}"
+            if k == "macs"
+            else f"{'peak SRAM' if k == 'peak_sram' else k} <= {format_bytes(v)}"
+            for k, v in self.limits.items()
+        ]
+        return "; ".join(parts)
+
+
+def is_question(text: str) -> bool:
+    words = text.strip().lower().split()
+    return text.strip().endswith("?") or (bool(words) and words[0] in QUESTION_WORDS)
+
+
+def parse_directive(text: str) -> Directive:
+    """The directive with every budget limit it states ("stay under 60 M MACs", "SRAM below 200KB")."""
+    limits: dict[str, float] = {}
+    for m in (m for pattern in _LIMITS for m in pattern.finditer(text)):
+        cost = _COST[m["what"].lower()]
+        amount = f"{m['number']}{m['unit'] or ''}"
+        if cost == "macs":
+            value = parse_count(amount.rstrip("bB"))
+        else:
+            value = parse_bytes(amount if m["unit"] and m["unit"].lower().endswith("b") else f"{amount}B")
+        limits[cost] = float(value)
+    return Directive(text=text.strip(), limits=limits)
