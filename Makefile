@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist chromium
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist chromium tmux
 SYSTEM_STAMP := $(VENV)/.system
 
 .PHONY: install system model qemu-plugin demo test lint bench clean
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 # Debian packages: the firmware toolchain and emulator, real Fashion-MNIST for CPU training, and
-# Chromium to check that the HTML run report renders.
+# Chromium and tmux for the tests of the HTML report and of chatting with a live run.
 $(SYSTEM_STAMP): $(STAMP)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then \

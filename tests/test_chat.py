@@ -154,9 +154,9 @@ def test_tmux_chat_with_a_live_llm_search(tmp_path: Path) -> None:
         while not (traces.is_file() and '"agent": "design"' in traces.read_text()):
             assert time.monotonic() < deadline
             time.sleep(1)
-        subprocess.run(["tmux", "send-keys", "-t", f"{session}.1", "stay under 30 M MACs", "Enter"], check=True)
+        subprocess.run(["tmux", "send-keys", "-t", f"{session}:0.1", "stay under 30 M MACs", "Enter"], check=True)
         time.sleep(3)
-        pane = subprocess.run(["tmux", "capture-pane", "-p", "-t", f"{session}.1"], capture_output=True, text=True)
+        pane = subprocess.run(["tmux", "capture-pane", "-p", "-t", f"{session}:0.1"], capture_output=True, text=True)
         assert "User directives: stay under 30 M MACs" in pane.stdout and "MACs <= 30.00 M" in pane.stdout
         subprocess.run(["tmux", "wait-for", f"{session}-done"], timeout=1200, check=True)
     finally:
