@@ -4,6 +4,7 @@ steer a live search in another process, and questions are answered from the run'
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def test_chat_steers_a_live_search_in_another_process(tmp_path: Path) -> None:
 def test_tmux_chat_with_a_live_llm_search(tmp_path: Path) -> None:
     """The real embedded model designs; a user in another tmux pane tightens the MACs budget mid-run."""
     needs_nats_table()
-    runs, session = tmp_path / "runs", f"tinyarch-{tmp_path.name}"[:40]
+    runs, session = tmp_path / "runs", f"tinyarch-chat-{os.getpid()}"
     config = tmp_path / "run.yaml"
     config.write_text(f"name: llm\nstrategy: llm\nbudget_evals: 6\nbatch: 2\nmemory_path: {tmp_path / 'memory'}\n")
     search = f"{' '.join(CLI)} search --config {config} --runs-dir {runs}; tmux wait-for -S {session}-done"
