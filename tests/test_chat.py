@@ -149,12 +149,14 @@ def test_tmux_chat_with_a_live_llm_search(tmp_path: Path) -> None:
     search = f"{' '.join(CLI)} search --config {config} --runs-dir {runs}; tmux wait-for -S {session}-done"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50", search], check=True)
     try:
-        subprocess.run(["tmux", "split-window", "-t", session, f"{' '.join(CLI)} chat llm --runs-dir {runs}"])
         traces = runs / "llm" / "traces.jsonl"
         deadline = time.monotonic() + 900
         while not (traces.is_file() and '"agent": "design"' in traces.read_text()):
             assert time.monotonic() < deadline
             time.sleep(1)
+        chat = f"{' '.join(CLI)} chat llm --runs-dir {runs}"
+        subprocess.run(["tmux", "split-window", "-t", session, chat], check=True)
+        time.sleep(8)  # the chat starts (imports) and shows the run's status
         subprocess.run(["tmux", "send-keys", "-t", f"{session}:0.1", "stay under 30 M MACs", "Enter"], check=True)
         time.sleep(3)
         pane = subprocess.run(["tmux", "capture-pane", "-p", "-t", f"{session}:0.1"], capture_output=True, text=True)
