@@ -37,8 +37,12 @@ def best_so_far(rundir: RunDir) -> list[float]:
     return curve
 
 
-def run_one(out: Path, strategy: str, seed: int, evals: int, batch: int, explain: bool, llm: str) -> dict:
+def run_one(
+    out: Path, strategy: str, seed: int, evals: int, batch: int, explain: bool, llm: str, run: bool = True
+) -> dict | None:
     name = f"{strategy}{'' if explain else '-noexplain'}-s{seed}"
+    if not run and not (out / name / "done.json").is_file():
+        return None
     rundir = RunDir(out / name)
     if not (rundir.root / "done.json").is_file():
         config = RunConfig(
@@ -81,23 +85,26 @@ def main() -> None:
     parser.add_argument("--llm", default="llamacpp:qwen2.5-coder-0.5b")
     parser.add_argument("--ablate", choices=["explain"], default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/search-nats"))
+    parser.add_argument("--table-only", action="store_true", help="tabulate the finished runs, start none")
     args = parser.parse_args()
 
     variants = [(s, True) for s in args.strategies]
     if args.ablate == "explain":  # add the LLM without explanation summaries in its prompts
         variants.append(("llm", False))
-    results = [
-        run_one(args.out, s, seed, args.evals, args.batch, explain, args.llm)
+    runs = (
+        run_one(args.out, s, seed, args.evals, args.batch, explain, args.llm, not args.table_only)
         for s, explain in variants
         for seed in range(args.seeds)
-    ]
+    )
+    results = [r for r in runs if r is not None]
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 
     optimum = NatsTableEvaluator("cifar100").optimum
     table = Table(
-        title=f"nats-tss CIFAR-100, {args.evals} evaluations, {args.seeds} seeds: best accuracy found, median [min-max]"
+        title=f"nats-tss CIFAR-100, {args.evals} evaluations: best accuracy found, median \\[min-max] over seeds"
     )
-    for col in ("strategy", *(f"@{c}" for c in CHECKPOINTS if c <= args.evals), "regret", "tokens/eval", "s/eval"):
+    at_columns = [f"@{c}" for c in CHECKPOINTS if c <= args.evals]
+    for col in ("strategy", "seeds", *at_columns, "regret", "tokens/eval", "s/eval"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for strategy in dict.fromkeys(r["strategy"] for r in results):
         runs = [r for r in results if r["strategy"] == strategy]
@@ -105,7 +112,7 @@ def main() -> None:
         regret = summary([optimum - r["curve"][-1] for r in runs])
         tokens = statistics.median(r["tokens"] / r["evals"] for r in runs)
         seconds = statistics.median(r["seconds"] / r["evals"] for r in runs)
-        table.add_row(strategy, *at, regret, f"{tokens:,.0f}", f"{seconds:.2f}")
+        table.add_row(strategy, str(len(runs)), *at, regret, f"{tokens:,.0f}", f"{seconds:.2f}")
     Console(width=160).print(table)
 
 
