@@ -6,11 +6,11 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.test_cli import run as cli
 from tinyarch.agents.runner import run_search
 from tinyarch.config import RunConfig
 from tinyarch.report import Run, render
@@ -50,16 +50,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = RunConfig(name=NAME, strategy="random", budget_evals=20, batch=5, memory_path=root / "mem")
     run_search(config, root / "runs")
     return root / "runs"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tinyarch.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
 
 
 def test_the_run_writes_its_report(runs: Path) -> None:
