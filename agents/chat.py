@@ -16,6 +16,7 @@ from tinyarch.agents.context import describe
 from tinyarch.agents.directives import is_question, parse_directive
 from tinyarch.agents.llm import StructuredLLM
 from tinyarch.budget import format_bytes, format_count
+from tinyarch.config import RunConfig
 from tinyarch.prompts import render
 from tinyarch.rundir import RunDir
 
@@ -40,11 +41,8 @@ class Chat:
     """One conversation with the run in `root`; `handle` turns one line into the reply to print."""
 
     def __init__(self, root: Path, llm: StructuredLLM | None = None):
-        from tinyarch.report import load_run
-
         self.root, self.rundir, self._llm = root, RunDir(root), llm
-        self._load_run = load_run
-        self.config = load_run(root).config
+        self.config = RunConfig.load(self.rundir.config)
 
     def handle(self, line: str) -> str:
         line = line.strip()
@@ -61,7 +59,9 @@ class Chat:
     # ------------------------------------------------------------------ reading the run
 
     def _run(self) -> Any:
-        return self._load_run(self.root)
+        from tinyarch.report import load_run
+
+        return load_run(self.root)
 
     def _candidates(self, run: Any) -> dict[str, dict[str, Any]]:
         history = run.state.get("history", [])

@@ -28,10 +28,9 @@ from tinyarch.spec import ArchSpec
 from tinyarch.tools.deploy import emulator
 from tinyarch.tools.deploy.deploy import random_project
 from tinyarch.tools.opgraph import lower
-from tinyarch.tools.profile import CALIBRATION_FILE, LatencyModel, profile
+from tinyarch.tools.profile import CALIBRATION_FILE, CLOCK_HZ, LatencyModel, profile
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-CLOCK_HZ = 480e6
 
 
 def measure(spec: ArchSpec, out: Path, per_op: bool) -> dict:

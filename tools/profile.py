@@ -30,11 +30,15 @@ def op_features(op: Op) -> tuple[float, float, float]:
     return float(op.macs), float(ho * wo * co), 1.0
 
 
+CLOCK_HZ = 480e6
+"""The STM32H743's core clock: latency figures assume one instruction per cycle at this rate."""
+
+
 class LatencyModel(BaseModel):
     """instructions(op) = per_mac[kind] * MACs + per_element[kind] * output elements + per_op[kind];
     latency = instructions / clock_hz, i.e. one instruction per cycle."""
 
-    clock_hz: float = 480e6
+    clock_hz: float = CLOCK_HZ
     per_mac: dict[str, float] = {"conv": 2.0, "pointwise": 1.6, "depthwise": 3.5, "fully_connected": 1.5}
     per_element: dict[str, float] = {"add": 4.0, "mul": 3.0, "mean": 1.0}
     per_op: dict[str, float] = dict.fromkeys(KINDS, 2000.0)

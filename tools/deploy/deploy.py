@@ -24,7 +24,6 @@ from tinyarch.tools.deploy.codegen import GeneratedModel, generate
 from tinyarch.tools.deploy.export import Tflm, convert_int8, keras_twin, nhwc_inputs, quantize
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-CLOCK_HZ = 480e6
 
 
 class DeployReport(BaseModel):
@@ -152,7 +151,7 @@ def deploy(
 ) -> DeployReport:
     """The whole deployment of a trained model directory; the report also lands in `out`/deploy.json."""
     from tinyarch.tools.data import load_data
-    from tinyarch.tools.profile import profile
+    from tinyarch.tools.profile import CLOCK_HZ, profile
 
     if board not in emulator.BOARDS:
         raise DeployError(f"unknown board {board!r}; choose from {', '.join(emulator.BOARDS)}")

@@ -177,7 +177,8 @@ def bind(graph: OpGraph, tfl: TfliteGraph) -> list[BoundOp]:
         # conv-like ops: (input, weights, bias); add and mul: the spec op's operands, in its order
         data_inputs = [tfl.tensors[i] for i in (ins if op.kind in ("add", "mul") else main.inputs) if i >= 0]
         bound.append(BoundOp(main, data_inputs, tfl.tensors[final], tfl.tensors[out], chain, fused))
-    leftover = [op.opcode for op in tfl.ops if op.index not in used and op.index not in _alias_ops(tfl)]
+    used |= _alias_ops(tfl)
+    leftover = [op.opcode for op in tfl.ops if op.index not in used]
     if leftover:
         raise BindError(f"the .tflite computes what the spec does not: {', '.join(leftover)}")
     if tensor_of[graph.ops[-1].output] != tfl.canonical(tfl.outputs[0]):
