@@ -75,7 +75,7 @@ class Chat:
                 limits[k] = min(v, limits.get(k, v))
         return limits
 
-    def _limits_text(self, run: Any) -> str:
+    def limits_text(self, run: Any) -> str:
         c, tightened = self.config, self._pending_limits(run)
         rows = []
         for key, name, configured, fmt in (
@@ -102,16 +102,14 @@ class Chat:
         history = list(self._candidates(run).values())
         done = [c for c in history if c["status"] == "evaluated"]
         best = max(done, key=lambda c: c["metrics"]["accuracy"], default=None)
-        inbox = self.rundir.read_inbox()
-        switches = [m["kind"] for m in inbox if m["kind"] in ("pause", "resume")]
-        paused = bool(switches) and switches[-1] == "pause"
+        inbox, paused = self.rundir.read_inbox(), self.rundir.paused()
         live = "running" if self.rundir.search_running() else "not running (resume: tinyarch search --resume NAME)"
         lines = [
             f"{self.config.name}: {live}{', paused' if paused else ''}; iteration {run.state.get('iteration', 0)}",
             f"{len(done)} evaluated of {self.config.budget_evals}, "
             f"{sum(c['status'] == 'rejected' for c in history)} rejected before training",
             f"best: {best['metrics']['accuracy']:.2f} % {best['id']}" if best else "best: (none yet)",
-            f"budget: {self._limits_text(run)}",
+            f"budget: {self.limits_text(run)}",
             f"directives: {'; '.join(run.state.get('directives', [])) or '(none)'}",
         ]
         waiting = [m for m in inbox[run.state.get("inbox_read", 0) :] if m["kind"] == "directive"]
@@ -131,7 +129,7 @@ class Chat:
         return describe(front, limit=20)
 
     def cmd_budget(self, _: str) -> str:
-        return f"the checks enforce: {self._limits_text(self._run())}"
+        return f"the checks enforce: {self.limits_text(self._run())}"
 
     def cmd_pause(self, _: str) -> str:
         self.rundir.post("pause")
@@ -206,7 +204,7 @@ class Chat:
             dataset=self.config.dataset,
             iteration=run.state.get("iteration", 0),
             evaluated=len(done),
-            budget=self._limits_text(run),
+            budget=self.limits_text(run),
             directives="; ".join(run.state.get("directives", [])) or "(none)",
             front=describe(front),
             recent=describe(done[-6:][::-1]),

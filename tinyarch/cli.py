@@ -567,6 +567,31 @@ def report_cmd(
     out.print(f"report: {path} ({path.stat().st_size / 1024:.0f} KB)", highlight=False)
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback requires a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="TINYARCH_TOKEN", help="API token (default off loopback: a new random one, printed)."),
+    ] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
+) -> None:
+    """A local web app: runs, live view and Pareto plot, chat, traces, candidates; start and steer searches."""
+    from tinyarch.web.app import is_loopback, new_token, serve
+
+    if token is not None and len(token) < 16:
+        raise UserError("--token: use at least 16 characters")
+    if token is None and not is_loopback(host):
+        token = new_token()
+    shown = "localhost" if is_loopback(host) else host
+    out.print(f"tinyarch serve: http://{shown}:{port}/{f'?token={token}' if token else ''}  (runs in {runs_dir}/)")
+    try:
+        serve(runs_dir, host, port, token)
+    except OSError as e:
+        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+
+
 @app.command("deploy")
 def deploy_cmd(
     model_dir: Annotated[Path, typer.Argument(help="Trained model directory (spec.json, weights, metrics).")],

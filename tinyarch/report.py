@@ -302,25 +302,26 @@ def _firmware_row(candidate: str, accuracy: float | None, fw: dict[str, Any]) ->
 
 
 def trace_groups(traces: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per iteration, each step as the template shows it: a title line and, for LLM calls, the conversation."""
+    """Per iteration, each step as the template shows it."""
     groups = []
     for iteration, records in by_iteration(traces):
-        steps = []
-        for r in records:
-            step = {"agent": r.get("agent", "?"), "error": is_error(r), "llm": r.get("kind") == "llm"}
-            if step["llm"]:
-                step |= {
-                    "title": llm_title(r),
-                    "errors": r.get("errors") or [],
-                    "raw": str(r.get("raw", "")),
-                    "messages": [_message(m) for m in r.get("messages") or []],
-                }
-            else:
-                detail = r.get("summary") if r.get("agent") == "explain" else r.get("proposals")
-                step |= {"title": step_line(r), "detail": _detail(detail)}
-            steps.append(step)
+        steps = [trace_step(r) for r in records]
         groups.append({"iteration": iteration, "steps": steps, "errors": sum(s["error"] for s in steps)})
     return groups
+
+
+def trace_step(record: dict[str, Any]) -> dict[str, Any]:
+    """One trace record for a page: a title line and, for LLM calls, the conversation (report and web app)."""
+    step = {"agent": record.get("agent", "?"), "error": is_error(record), "llm": record.get("kind") == "llm"}
+    if step["llm"]:
+        return step | {
+            "title": llm_title(record),
+            "errors": [str(e) for e in record.get("errors") or []],
+            "raw": str(record.get("raw", "")),
+            "messages": [_message(m) for m in record.get("messages") or []],
+        }
+    detail = record.get("summary") if record.get("agent") == "explain" else record.get("proposals")
+    return step | {"title": step_line(record), "detail": _detail(detail)}
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,11 @@ class RunDir:
     def read_inbox(self) -> list[dict[str, Any]]:
         return self._read(self.inbox)
 
+    def paused(self) -> bool:
+        """Whether the user's last pause/resume was a pause (the search waits before its next design step)."""
+        switches = [m["kind"] for m in self.read_inbox() if m["kind"] in ("pause", "resume")]
+        return bool(switches) and switches[-1] == "pause"
+
     def search_running(self) -> bool:
         """Whether a live search process holds this directory (its pid file names a running process)."""
         try:

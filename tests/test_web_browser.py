@@ -1,0 +1,120 @@
+"""Playwright drives `tinyarch serve` in Debian's headless Chromium through a real search: the embedded LLM
+designs NATS cells while the page starts the run, steers it through the chat, watches the Pareto plot
+grow, reads the trace and stops it, taking a screenshot at each step."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, wait_for_port
+from tests.test_chat import needs_nats_table
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Without the networking flags Chromium keeps dialling out, and this machine's closed network refuses it."""
+TOKEN = "browser-test-token-0123456789abcdef"
+LLM_WAIT_MS = 900_000
+"""The embedded model takes 10-40 s a call on 2 cores; a design round can take minutes on a busy machine."""
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_a_browser_starts_steers_watches_and_stops_a_live_llm_search(tmp_path: Path) -> None:
+    needs_nats_table()
+    from playwright.sync_api import expect, sync_playwright
+
+    runs, port = tmp_path / "runs", free_port()
+    shots = Path(os.environ.get("TINYARCH_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tinyarch.cli", "serve", "--port", str(port), "--runs-dir", str(runs)],
+        env={**os.environ, "TINYARCH_TOKEN": TOKEN},
+        stdout=subprocess.DEVNULL,
+    )
+    problems: list[str] = []
+    try:
+        wait_for_port(port)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+
+            page.goto(f"http://127.0.0.1:{port}/?token={TOKEN}#/")
+            expect(page.locator("#start-config")).to_be_visible()
+            config = f"name: browser\nstrategy: llm\nbatch: 2\nbudget_evals: 8\nmemory_path: {tmp_path / 'memory'}\n"
+            page.fill("#start-config", "name: ../x\nstrategy: genius\n")
+            page.click("#start")
+            expect(page.locator("#start-errors")).to_contain_text("strategy: Input should be 'llm'")
+            page.fill("#start-config", config)
+            page.screenshot(path=shots / "1-start.png")
+            page.click("#start")
+            page.wait_for_url("**/#/run/browser")
+            expect(page.locator("#run-status")).to_have_text("running", timeout=180_000)
+
+            page.fill("#chat-input", "stay under 30 M MACs")
+            page.click("#chat-send")
+            expect(page.locator(".msg.bot").last).to_contain_text("MACs <= 30.00 M", timeout=60_000)
+            page.screenshot(path=shots / "2-directive.png", full_page=True)
+
+            points = page.locator("#plot circle.pt")
+            expect(points.first).to_be_attached(timeout=LLM_WAIT_MS)
+            first = points.count()
+            page.wait_for_function(
+                f"document.querySelectorAll('#plot circle.pt').length > {first}", timeout=LLM_WAIT_MS, polling=1000
+            )
+            expect(page.locator("#plot circle.pt.new").first).to_be_attached()
+            page.screenshot(path=shots / "3-plot.png", full_page=True)
+
+            page.click("#crumbs >> text=trace")
+            designer = page.locator('.step[data-agent="designer"]').first
+            expect(designer).to_be_visible()
+            expect(page.locator('.step[data-agent="human"]').first).to_contain_text("directive")
+            designer.locator("summary").click()
+            expect(designer.locator("details pre").first).to_be_visible()
+            page.screenshot(path=shots / "4-trace.png")
+
+            page.go_back()
+            page.click("#btn-stop")
+            expect(page.locator("#run-status")).to_have_text("finished", timeout=LLM_WAIT_MS)
+            best = page.locator("#leaderboard a").first
+            best.click()
+            expect(page.locator("#spec")).to_contain_text("edge_1_0")
+            page.screenshot(path=shots / "5-candidate.png", full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if (runs / "browser" / "search.pid").is_file():
+            subprocess.run(["pkill", "-f", f"--runs-dir {runs}"], check=False)
+    assert not problems, problems
+
+    traces = [json.loads(line) for line in (runs / "browser" / "traces.jsonl").read_text().splitlines()]
+    applied = next(t for t in traces if t["agent"] == "human" and t["message"] == "directive")
+    stopped = next(t for t in traces if t["agent"] == "human" and t["message"] == "stop")
+    assert applied["limits"] == {"macs": 30e6} and stopped["time"] > applied["time"]
+    designer = [t for t in traces if t["agent"] == "designer" and t["time"] > applied["time"]]
+    assert designer and "User directives: stay under 30 M MACs" in designer[0]["messages"][1]["content"]
+    later = {t["id"] for t in traces if t["agent"] == "evaluate" and t["time"] > applied["time"]}
+    evaluations = [json.loads(line) for line in (runs / "browser" / "evaluations.jsonl").read_text().splitlines()]
+    assert all(e["cost"]["macs"] <= 30e6 for e in evaluations if e["id"] in later)
+    assert sorted(p.name for p in shots.glob("*.png")) == [
+        "1-start.png",
+        "2-directive.png",
+        "3-plot.png",
+        "4-trace.png",
+        "5-candidate.png",
+    ]

@@ -1,0 +1,1 @@
+"""The local web app of `tinyarch serve` (see app.py)."""
