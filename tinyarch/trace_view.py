@@ -20,6 +20,8 @@ from rich.text import Text
 AGENTS = (
     "designer",
     "critic",
+    "chat",
+    "human",
     "design",
     "check",
     "evaluate",
@@ -30,7 +32,8 @@ AGENTS = (
     "finalize",
     "report",
 )
-"""LLM agents first, then the graph's tools in the order of one iteration; `report` records a failed report."""
+"""LLM agents first (`chat` answers questions), then the graph's tools in the order of one iteration (`human`
+applies the user's messages); `report` records a failed report."""
 PROMPT_LINES = 4
 """Lines of each prompt message shown before folding."""
 COMMON_KEYS = {"time", "kind", "iteration", "agent"}
@@ -90,6 +93,8 @@ def step_line(record: dict[str, Any]) -> str:
         return f"finalized [{', '.join(record.get('final') or [])}]" + (
             f": {record['reason']}" if record.get("reason") else ""
         )
+    if agent == "human":
+        return f"applied {record.get('message', '?')}" + (f": {record['text']}" if record.get("text") else "")
     payload = {k: v for k, v in record.items() if k not in COMMON_KEYS}
     return json.dumps(payload, default=str)[:300]
 

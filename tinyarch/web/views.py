@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyarch.agents.chat import Chat
+from tinyarch.config import RunConfig
 from tinyarch.report import BUDGETS, COST_COLUMNS, PLOT_AXES, Run, firmware, load_run, nats_optimum, trace_step
 from tinyarch.rundir import RunDir
 from tinyarch.trace_view import AGENTS, llm_title, select, step_line
@@ -123,7 +124,7 @@ def live(root: Path, starting: bool = False) -> RunLive:
                 label=label,
                 unit=unit,
                 divisor=divisor,
-                limit=getattr(c, BUDGETS[key]) if key in BUDGETS else None,
+                limit=_limit(c, state, key),
             )
             for key, (label, unit, divisor) in PLOT_AXES.items()
             if points and all(key in p.costs for p in points)
@@ -133,6 +134,12 @@ def live(root: Path, starting: bool = False) -> RunLive:
         log_tail=log.read_text(errors="replace").splitlines()[-LOG_LINES:] if log.is_file() else [],
         notes=run.notes,
     )
+
+
+def _limit(config: RunConfig, state: dict[str, Any], key: str) -> float | None:
+    """The limit the checks enforce now: the configured one, tightened by the directives applied so far."""
+    limits = [getattr(config, BUDGETS[key]) if key in BUDGETS else None, (state.get("limits") or {}).get(key)]
+    return min((v for v in limits if v is not None), default=None)
 
 
 def _agent_order(agent: str) -> tuple[int, str]:

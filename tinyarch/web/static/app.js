@@ -214,6 +214,7 @@ async function showRun(view, name) {
     if (keys.join() !== [...axisSelect.options].map((o) => o.value).join()) {
       axisSelect.replaceChildren(...d.axes.map((a) => el("option", { value: a.key }, a.label)));
     }
+    axisSelect.hidden = !d.axes.length;
     drawPlot(plot, d, axisSelect.value, seen, first);
     first = false;
     const ranked = [...d.points].sort((a, b) => b.accuracy - a.accuracy);
