@@ -57,3 +57,18 @@ def wait_for_port(port: int, timeout_s: float = 120.0) -> None:
         except OSError:
             time.sleep(0.3)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
+
+
+def finished_nats_run(root: Path, name: str, budget_evals: int, batch: int) -> Path:
+    """The runs directory of a finished random search on the NATS table (seconds); skips without the table."""
+    from tinyarch.agents.runner import run_search
+    from tinyarch.config import RunConfig
+    from tinyarch.tools.evaluators import EvaluatorError, find_nats_table
+
+    try:
+        find_nats_table()
+    except EvaluatorError as e:
+        pytest.skip(f"no NATS table: {e}")
+    config = RunConfig(name=name, strategy="random", budget_evals=budget_evals, batch=batch, memory_path=root / "mem")
+    run_search(config, root / "runs")
+    return root / "runs"

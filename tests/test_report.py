@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import finished_nats_run
 from tests.test_cli import run as cli
 from tinyarch.agents.runner import run_search
 from tinyarch.config import RunConfig
 from tinyarch.report import Run, render
 from tinyarch.rundir import RunDir
-from tinyarch.tools.evaluators import EvaluatorError, find_nats_table
 from tinyarch.trace_view import is_error
 
 NAME = "rep"
@@ -42,14 +42,7 @@ PLANTED = {
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished random search on the NATS table; its report is checked before the hostile record is planted."""
-    try:
-        find_nats_table()
-    except EvaluatorError as e:
-        pytest.skip(f"no NATS table: {e}")
-    root = tmp_path_factory.mktemp("report")
-    config = RunConfig(name=NAME, strategy="random", budget_evals=20, batch=5, memory_path=root / "mem")
-    run_search(config, root / "runs")
-    return root / "runs"
+    return finished_nats_run(tmp_path_factory.mktemp("report"), NAME, budget_evals=20, batch=5)
 
 
 def test_the_run_writes_its_report(runs: Path) -> None:

@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import free_port, wait_for_port
-from tinyarch.agents.runner import run_search
-from tinyarch.config import RunConfig
+from tests.conftest import finished_nats_run, free_port, wait_for_port
 from tinyarch.rundir import RunDir
-from tinyarch.tools.evaluators import EvaluatorError, find_nats_table
 from tinyarch.web.app import create_app
 
 NAME = "web"
@@ -25,14 +22,7 @@ TOKEN = "s3cret-token-for-tests-0123456789"
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished random search on the NATS table (seconds)."""
-    try:
-        find_nats_table()
-    except EvaluatorError as e:
-        pytest.skip(f"no NATS table: {e}")
-    root = tmp_path_factory.mktemp("web")
-    config = RunConfig(name=NAME, strategy="random", budget_evals=12, batch=4, memory_path=root / "mem")
-    run_search(config, root / "runs")
-    return root / "runs"
+    return finished_nats_run(tmp_path_factory.mktemp("web"), NAME, budget_evals=12, batch=4)
 
 
 @pytest.fixture
