@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import finished_nats_run, free_port, wait_for_port
+from tinyarch.agents.runner import run_search
+from tinyarch.config import RunConfig
 from tinyarch.rundir import RunDir
 from tinyarch.web.app import create_app
 
@@ -171,3 +175,41 @@ def test_serve_rejects_a_short_token(runs: Path) -> None:
         text=True,
     )
     assert result.returncode == 2 and "--token: use at least 16 characters" in result.stderr
+
+
+def test_a_trained_candidate_page_has_curves_layers_firmware_and_downloads(tmp_path: Path) -> None:
+    """A real proxy run on synthetic data whose winner is trained again and deployed to the host board."""
+    config = RunConfig(
+        name="trained",
+        space="mcu",
+        dataset="synthetic",
+        evaluator="proxy",
+        strategy="random",
+        budget_evals=1,
+        macs="10M",
+        proxy_epochs=1,
+        final_top_k=1,
+        final_epochs=1,
+        deploy_board="host",
+        memory_path=tmp_path / "mem",
+    )
+    state = run_search(config, tmp_path / "runs")
+    client = TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1")
+    winner = state["final"][0]["id"]
+    page = client.get(f"/api/runs/trained/candidates/{winner}").json()
+    assert page["front"] and page["layers"][0]["name"] == "stem" and sum(x["macs"] for x in page["layers"]) > 0
+    assert set(page["curves"]) == {winner, f"{winner}-full"} and page["curves"][winner][0]["epoch"] == 1
+    assert f"{winner}/curve.png" in page["images"]
+    [firmware] = page["firmware"]
+    assert firmware["ok"], firmware
+    assert dict(firmware["figures"])["bit-exact vs TFLM"] == "8/8 images"
+    files = {f["path"] for f in page["files"]}
+    assert f"{winner}/weights.safetensors" in files and any(p.endswith("model.c") for p in files)
+    assert not any(p.endswith(("optimizer.safetensors", "state.json")) for p in files)
+    weights = client.get(f"/api/runs/trained/files/{winner}/weights.safetensors")
+    assert (
+        weights.status_code == 200
+        and weights.content == (tmp_path / "runs/trained/candidates" / winner / "weights.safetensors").read_bytes()
+    )
+    archive = client.get(f"/api/runs/trained/candidates/{winner}/archive")
+    assert set(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == files
