@@ -116,6 +116,18 @@ def test_a_started_search_runs_in_its_own_process(client: TestClient, runs: Path
     assert (runs / "started" / "search.log").is_file() and (runs / "started" / "report.html").is_file()
 
 
+def test_a_search_that_cannot_start_shows_why(client: TestClient, runs: Path) -> None:
+    missing = runs.parent / "no-cifar"
+    config = f"name: doomed\nspace: mcu\nevaluator: proxy\ndataset: cifar10\nstrategy: random\ndata_dir: {missing}\n"
+    assert client.post("/api/runs", json={"config": config}).status_code == 201
+    deadline = time.monotonic() + 120
+    while (live := client.get("/api/runs/doomed").json())["status"] == "starting":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert live["status"] == "not running" and any("error:" in line for line in live["log_tail"])
+    assert f"cifar10 not found: expected torchvision's layout at {missing}" in "".join(live["log_tail"])
+
+
 def test_the_token_guards_the_api_but_not_the_page_shell(runs: Path) -> None:
     client = TestClient(create_app(runs, token=TOKEN, host="0.0.0.0"), base_url="http://192.0.2.1")
     assert client.get("/api/runs").status_code == 401
