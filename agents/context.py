@@ -1,4 +1,4 @@
-"""What every node needs besides the state: the space, evaluator, strategy, memory, LLM and run directory."""
+"""What every node needs besides the state: the space, evaluator, executor, strategy, memory, LLM and run directory."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tinyarch.config import RunConfig
 from tinyarch.memory.store import Memory
 from tinyarch.rundir import RunDir
 from tinyarch.space import SearchSpace
+from tinyarch.tools.executors import Executor, LocalExecutor
 
 
 @dataclass
@@ -26,7 +27,13 @@ class SearchContext:
     in_channels: int | None = None
     memory: Memory | None = None
     llm: StructuredLLM | None = None
+    executor: Executor | None = None
+    """Runs the evaluator on each batch; None: in this process."""
     started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.executor is None:
+            self.executor = LocalExecutor(self.evaluator)
 
     @property
     def limits(self) -> dict[str, float | None]:

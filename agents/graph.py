@@ -6,7 +6,7 @@ human -> design -> check -> evaluate -> analyse -> critique -> remember -> human
 ```
 `human` applies what the user sent through `tinyarch chat` (the run's inbox) before each design
 step: directives for the prompts, budget limits for the checks, pause, resume and stop.
-Nodes read the `SearchContext` (space, evaluator, strategy, memory, LLM, run directory) by
+Nodes read the `SearchContext` (space, evaluator, executor, strategy, memory, LLM, run directory) by
 closure and return only what they add to the `SearchState`. Every LLM call and every tool
 result is written to the run's traces; LangGraph's SQLite checkpointer stores the state after
 every node, so a killed run resumes at the node it was in, and finished evaluations are read back
@@ -16,8 +16,10 @@ from `evaluations.jsonl` instead of being run again.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
+from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from tinyarch.agents.context import SearchContext
@@ -27,6 +29,16 @@ from tinyarch.budget import BudgetBreach
 from tinyarch.space import SpecError
 from tinyarch.tools.pareto import analyse
 
+ACTIVITY = {
+    "human": "reading the user's messages",
+    "check": "checking and profiling the proposals",
+    "evaluate": "evaluating",
+    "analyse": "analysing the front",
+    "critique": "Critic reviewing",
+    "remember": "storing the iteration in memory",
+    "finalize": "finalizing the front",
+}
+"""What the search is doing while each node runs, for the terminal's and the web app's live views."""
 MAX_DESIGN_ATTEMPTS = 3
 PAUSE_POLL_S = 0.5
 EVALUATION_KEYS = ("status", "metrics", "reason", "seconds")
@@ -97,17 +109,32 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         return "design" if state.get("design_attempts", 0) < MAX_DESIGN_ATTEMPTS else "analyse"
 
     def evaluate(state: SearchState) -> dict[str, Any]:
-        iteration = state.get("iteration", 0)
+        """Hand the batch to the executor and record each result as it arrives; after a kill, the
+        candidates already in evaluations.jsonl are read back, not evaluated again."""
+        iteration, pending = state.get("iteration", 0), state.get("pending", [])
         finished = rundir.finished_evaluations()
+        records = {c["id"]: finished[c["id"]] for c in pending if c["id"] in finished}
+        trace = partial(rundir.trace, "tool", iteration, "evaluate")
+        for candidate_id, record in records.items():
+            trace(id=candidate_id, **{k: record[k] for k in EVALUATION_KEYS})
+        todo = [c for c in pending if c["id"] not in records]
+        progress = get_stream_writer()
+        for event in ctx.executor.run([space.parse(c["spec"]) for c in todo]):
+            candidate = todo[event.index]
+            progress(event.progress(candidate["id"]))
+            if event.state == "retrying":
+                trace(id=candidate["id"], status="retrying", attempt=event.attempt, reason=event.reason)
+            if event.evaluation is None:
+                continue
+            ev = event.evaluation
+            record = {"status": ev.status, "metrics": ev.metrics, "reason": ev.reason, "seconds": ev.seconds}
+            record |= {"spec": candidate["spec"], "cost": candidate["cost"]}  # self-contained for `explain`
+            rundir.record_evaluation(candidate["id"], record)
+            records[candidate["id"]] = record
+            trace(id=candidate["id"], **{k: record[k] for k in EVALUATION_KEYS})
         results = []
-        for candidate in state.get("pending", []):
-            record = finished.get(candidate["id"])
-            if record is None:  # not evaluated before a kill
-                ev = ctx.evaluator.evaluate(space.parse(candidate["spec"]))
-                record = {"status": ev.status, "metrics": ev.metrics, "reason": ev.reason, "seconds": ev.seconds}
-                record |= {"spec": candidate["spec"], "cost": candidate["cost"]}  # self-contained for `explain`
-                rundir.record_evaluation(candidate["id"], record)
-            rundir.trace("tool", iteration, "evaluate", id=candidate["id"], **{k: record[k] for k in EVALUATION_KEYS})
+        for candidate in pending:
+            record = records[candidate["id"]]
             status = "evaluated" if record["status"] == "ok" else "failed"
             results.append({**candidate, "status": status, "metrics": record["metrics"], "reason": record["reason"]})
         return {"history": results, "pending": []}
@@ -247,6 +274,13 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
     graph.add_conditional_edges("remember", after_remember, ["human", "finalize"])
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+def activity(node: str, strategy: str) -> str:
+    """The live views' "now" line while `node` runs."""
+    if node == "design":
+        return "Designer proposing" if strategy == "llm" else f"{strategy} proposing"
+    return ACTIVITY.get(node, node)
 
 
 def _evaluations_used(state: SearchState) -> int:

@@ -14,6 +14,7 @@ from tinyarch.agents.graph import build_graph
 from tinyarch.config import RunConfig
 from tinyarch.rundir import RunDir
 from tinyarch.space import load_space
+from tinyarch.tools.executors import Executor, LocalExecutor, RayExecutor
 
 NATS_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
 RECURSION_LIMIT = 100_000
@@ -63,14 +64,21 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
             deploy_board=config.deploy_board,
         )
         num_classes, in_channels = data.info.num_classes, data.info.channels
+    executor = make_executor(config, evaluator)
     strategies = {"llm": LLMDesigner, "random": RandomStrategy, "nsga2": NSGA2Strategy}
     llm = None
     if config.strategy == "llm":
         llm = StructuredLLM(make_backend(config.llm, config.llm_url, seed=config.seed))
     memory = Memory(url=config.memory_url) if config.memory_url else Memory(config.memory_path)
-    return SearchContext(
-        config, space, evaluator, strategies[config.strategy](), rundir, num_classes, in_channels, memory, llm
-    )
+    strategy = strategies[config.strategy]()
+    return SearchContext(config, space, evaluator, strategy, rundir, num_classes, in_channels, memory, llm, executor)
+
+
+def make_executor(config: RunConfig, evaluator: Any) -> Executor:
+    """The configured executor; a Ray one connects now, so a wrong address fails before the search starts."""
+    if config.executor == "local":
+        return LocalExecutor(evaluator)
+    return RayExecutor(evaluator, config.ray_address, config.cpus_per_trial, config.gpus_per_trial, config.max_retries)
 
 
 def run_search(
@@ -79,7 +87,12 @@ def run_search(
     resume: str | None = None,
     on_update: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a new search (`config`) or continue a killed one (`resume=NAME`); returns the final state."""
+    """Run a new search (`config`) or continue a killed one (`resume=NAME`); returns the final state.
+
+    `on_update(node, update)` sees each node's update as it finishes, `on_update("start", {"node": node})`
+    as a node starts, and each trial's progress within the evaluate node as
+    `on_update("trial", TrialEvent.progress(...))`.
+    """
     if resume:
         rundir = RunDir(runs_root / resume)
         if not rundir.config.is_file():
@@ -93,6 +106,7 @@ def run_search(
         config.save(rundir.config)
     ctx = build_context(config, rundir)
     if rundir.search_running():
+        ctx.executor.close()
         raise RunExists(f"run {config.name!r} is already being searched (pid {rundir.pid_file.read_text()})")
     rundir.pid_file.write_text(str(os.getpid()))
     connection = sqlite3.connect(str(rundir.checkpoints), check_same_thread=False)
@@ -103,13 +117,21 @@ def run_search(
         run_config = {"configurable": {"thread_id": config.name}, "recursion_limit": RECURSION_LIMIT}
         start = None if resume else {"started_at": time.time(), "iteration": 0}
         # "sync": each node's checkpoint is on disk before the next node starts, so a kill loses at most one node.
-        for chunk in graph.stream(start, run_config, stream_mode="updates", durability="sync"):
-            for node, update in chunk.items():
-                if on_update is not None:
+        modes = ["updates", "custom", "tasks"]  # custom: the evaluate node's trial progress; tasks: a node starts
+        for mode, chunk in graph.stream(start, run_config, stream_mode=modes, durability="sync"):
+            if on_update is None:
+                continue
+            if mode == "updates":
+                for node, update in chunk.items():
                     on_update(node, update or {})
+            elif mode == "custom":
+                on_update("trial", chunk)
+            elif "input" in chunk:  # a task starts; its "result" event repeats the update
+                on_update("start", {"node": chunk["name"]})
         state = dict(graph.get_state(run_config).values)
     finally:
         connection.close()
+        ctx.executor.close()
         rundir.pid_file.unlink(missing_ok=True)
     write_run_report(rundir, state.get("iteration", 0))
     return state

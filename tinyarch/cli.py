@@ -6,6 +6,7 @@ import json
 import os
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -301,41 +302,54 @@ def model_fetch(
     print(path)
 
 
-NEXT_STEP = {
-    "design": "checking the proposals",
-    "check": "evaluating",
-    "evaluate": "analysing the front",
-    "analyse": "Critic reviewing",
-    "critique": "remembering",
-    "remember": "Designer proposing",
-    "finalize": "done",
-}
-
-
 class SearchDisplay:
-    """The live view of a search: iteration, evaluations, best so far, hypervolume, what runs now."""
+    """The live view of a search: iteration, evaluations, best so far, hypervolume, what runs now,
+    and each trial of the batch being evaluated (queued, running where and for how long, retried, done)."""
 
     def __init__(self, config: RunConfig):
         self.config = config
         self.history: list[dict] = []
         self.hypervolume = 0.0
         self.iteration = 0
-        self.activity = "Designer proposing" if config.strategy == "llm" else f"{config.strategy} proposing"
+        self.activity = "starting"
+        self.trials: dict[str, dict] = {}
+        """The current batch's trials by id: their latest progress and when it arrived."""
 
     def update(self, node: str, update: dict) -> None:
+        from tinyarch.agents.graph import activity
+
+        if node == "start":
+            self.activity = activity(update["node"], self.config.strategy)
+            return
+        if node == "trial":
+            self.trials[update["id"]] = {**update, "since": time.monotonic()}
+            return
+        if node == "check":  # a new batch
+            self.trials = {}
         self.history += update.get("history", [])
         self.hypervolume = (update.get("hypervolume") or [self.hypervolume])[-1]
         self.iteration = update.get("iteration", self.iteration)
-        self.activity = NEXT_STEP.get(node, node)
-        if node == "analyse" and self.config.strategy != "llm":
-            self.activity = "deciding"
+
+    def trial_text(self, trial: dict) -> str:
+        where = f" on {trial['where']}" if trial["where"] else ""
+        attempt = f", attempt {trial['attempt']} of {self.config.max_retries + 1}" if trial["attempt"] > 1 else ""
+        if trial["state"] == "running":
+            return f"running{where} for {time.monotonic() - trial['since']:.0f} s{attempt}"
+        if trial["state"] == "retrying":
+            return f"worker died ({escape(trial['reason'])}); queued again{attempt}"
+        if trial["state"] == "done" and trial["status"] == "ok":
+            return f"{trial['metrics']['accuracy']:.2f} % in {trial['seconds']:.1f} s{where}{attempt}"
+        if trial["state"] == "done":
+            return f"failed: {escape(trial['reason'])}"
+        return trial["state"]
 
     def __rich__(self) -> Table:
         done = [c for c in self.history if c["status"] == "evaluated"]
         used = sum(c["status"] in ("evaluated", "failed") for c in self.history)
         best = max(done, key=lambda c: c["metrics"]["accuracy"], default=None)
+        on_ray = ", on Ray" if self.config.executor == "ray" else ""
         table = Table(
-            title=f"search {self.config.name} ({self.config.strategy}, {self.config.space})",
+            title=f"search {self.config.name} ({self.config.strategy}, {self.config.space}{on_ray})",
             title_justify="left",
             show_header=False,
         )
@@ -350,6 +364,8 @@ class SearchDisplay:
         )
         table.add_row("hypervolume", f"{self.hypervolume:.4f}")
         table.add_row("now", self.activity)
+        for trial_id, trial in self.trials.items():
+            table.add_row(f"  trial {trial_id}", self.trial_text(trial))
         return table
 
 
@@ -380,6 +396,13 @@ def search_cmd(
         str | None, typer.Option(help="Board the finalized models are deployed to (none: no firmware).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the strategy, the LLM and training.")] = None,
+    executor: Annotated[str | None, typer.Option(help="local | ray: where evaluations run.")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="auto | ray://HOST:PORT | HOST:PORT (default: Ray on this machine).")
+    ] = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs Ray reserves for each evaluation.")] = None,
+    gpus_per_trial: Annotated[float | None, typer.Option(help="GPUs Ray reserves for each evaluation.")] = None,
+    max_retries: Annotated[int | None, typer.Option(help="Reruns of an evaluation whose Ray worker died.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
 ) -> None:
     """Run an autonomous search (or --resume a killed one) with a live display; ends with the front."""
@@ -411,6 +434,11 @@ def search_cmd(
             "final_top_k": final_top_k,
             "deploy_board": None if deploy_board == "none" else deploy_board,
             "seed": seed,
+            "executor": executor,
+            "ray_address": ray_address,
+            "cpus_per_trial": cpus_per_trial,
+            "gpus_per_trial": gpus_per_trial,
+            "max_retries": max_retries,
         }
         try:
             if config_file is not None:
@@ -426,6 +454,7 @@ def search_cmd(
     from tinyarch.tools.data import DataError
     from tinyarch.tools.distill import TeacherError
     from tinyarch.tools.evaluators import EvaluatorError
+    from tinyarch.tools.executors import ExecutorError
 
     saved = runs_dir / str(resume) / "config.yaml"
     if resume and not saved.is_file():
@@ -434,7 +463,7 @@ def search_cmd(
     try:
         with Live(display, console=out, refresh_per_second=4, transient=False):
             state = run_search(config, runs_dir, resume, on_update=display.update)
-    except (RunExists, EvaluatorError, DataError, TeacherError, LLMUnavailable) as e:
+    except (RunExists, EvaluatorError, ExecutorError, DataError, TeacherError, LLMUnavailable) as e:
         raise UserError(str(e)) from None
     print_front(state, display.config, runs_dir / display.config.name)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tinyarch.budget import Bytes, Count
 
@@ -56,6 +57,13 @@ class RunConfig(BaseModel):
     memory_path: Path | None = None
     memory_url: str | None = None
     use_explanations: bool = True
+    executor: Literal["local", "ray"] = Field(default="local", description="where candidate evaluations run")
+    ray_address: str | None = Field(
+        default=None, description="auto | ray://HOST:PORT | HOST:PORT (none: a Ray instance on this machine)"
+    )
+    cpus_per_trial: float = Field(default=1.0, gt=0, description="CPUs Ray reserves for each evaluation")
+    gpus_per_trial: float = Field(default=0.0, ge=0, description="GPUs Ray reserves for each evaluation")
+    max_retries: int = Field(default=3, ge=0, description="reruns of an evaluation whose Ray worker died")
 
     @field_validator("deploy_board")
     @classmethod
@@ -64,6 +72,15 @@ class RunConfig(BaseModel):
 
         if v is not None and v not in BOARDS:
             raise ValueError(f"deploy_board must be one of {', '.join(BOARDS)} or null, not {v!r}")
+        return v
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("executor") != "ray":
+            raise ValueError("a Ray address needs executor ray (--executor ray)")
+        if v is not None and v != "auto" and not re.fullmatch(r"(ray://)?[\w.-]+:\d{1,5}", v):
+            raise ValueError(f"must be auto, ray://HOST:PORT or HOST:PORT, not {v!r}")
         return v
 
     @field_validator("budget_time", mode="before")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyarch.agents.chat import Chat
+from tinyarch.agents.graph import activity
 from tinyarch.config import RunConfig
 from tinyarch.report import BUDGETS, COST_COLUMNS, PLOT_AXES, Run, firmware, load_run, nats_optimum, trace_step
 from tinyarch.rundir import RunDir
@@ -26,17 +27,6 @@ from tinyarch.web.models import (
     TraceStep,
 )
 
-ACTIVITY = {
-    "human": "reading the user's messages",
-    "design": "proposing candidates",
-    "check": "checking and profiling the proposals",
-    "evaluate": "evaluating",
-    "analyse": "analysing the front",
-    "critique": "Critic reviewing",
-    "remember": "storing the iteration in memory",
-    "finalize": "finalizing the front",
-}
-"""What the search is doing while the graph runs each node."""
 LOG_LINES = 15
 DOWNLOAD_SKIP = ("optimizer.safetensors", "state.json")
 """Training-resume state: large and of no use outside the run."""
@@ -162,11 +152,9 @@ def _now(status: RunStatus, node: str | None, evaluating: list[str], strategy: s
         return {"starting": "starting the search process", "finished": f"finished: {state.get('stop_reason', '')}"}.get(
             status, "no search process (continue to resume it)"
         )
-    if node == "design":
-        return "Designer proposing" if strategy == "llm" else f"{strategy} proposing"
     if node == "evaluate" and evaluating:
         return f"evaluating {len(evaluating)}: {', '.join(evaluating)}"
-    return ACTIVITY.get(node or "", "working")
+    return activity(node, strategy) if node else "working"
 
 
 def _points(run: Run) -> list[Point]:
