@@ -1,6 +1,6 @@
 """Playwright drives `tinyarch serve` in Debian's headless Chromium through a real search: the embedded LLM
 designs NATS cells while the page starts the run, steers it through the chat, watches the Pareto plot
-grow, reads the trace and stops it, taking a screenshot at each step."""
+grow, asks the run a question, reads the trace and stops it, taking a screenshot at each step."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def test_a_browser_starts_steers_watches_and_stops_a_live_llm_search(tmp_path: P
 
             page.goto(f"http://127.0.0.1:{port}/?token={TOKEN}#/")
             expect(page.locator("#start-config")).to_be_visible()
-            config = f"name: browser\nstrategy: llm\nbatch: 2\nbudget_evals: 8\nmemory_path: {tmp_path / 'memory'}\n"
+            # A budget the test never reaches: the stop button, not the budget, ends the run.
+            config = f"name: browser\nstrategy: llm\nbatch: 2\nbudget_evals: 40\nmemory_path: {tmp_path / 'memory'}\n"
             page.fill("#start-config", "name: ../x\nstrategy: genius\n")
             page.click("#start")
             expect(page.locator("#start-errors")).to_contain_text("strategy: Input should be 'llm'")
@@ -83,6 +84,15 @@ def test_a_browser_starts_steers_watches_and_stops_a_live_llm_search(tmp_path: P
                 page.wait_for_timeout(1000)
             expect(page.locator("#plot circle.pt.new").first).to_be_attached()
             page.screenshot(path=shots / "3-plot.png", full_page=True)
+
+            page.fill("#chat-input", "/status")
+            page.click("#chat-send")
+            expect(page.locator(".msg.bot").last).to_contain_text("browser: running")
+            page.fill("#chat-input", "which candidate is the most accurate so far?")
+            page.click("#chat-send")  # the run's own embedded LLM answers in the server process
+            expect(page.locator(".msg.bot")).to_have_count(3, timeout=LLM_WAIT_MS)
+            answer = page.locator(".msg.bot").last.inner_text()
+            assert answer and not answer.startswith("error"), answer
 
             page.click("#crumbs >> text=trace")
             designer = page.locator('.step[data-agent="designer"]').first

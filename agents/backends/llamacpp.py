@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,17 +134,20 @@ class LlamaCppBackend:
         self.llm = Llama(
             model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), seed=seed, verbose=False
         )
+        self.lock = threading.Lock()
+        """One llama.cpp context decodes one conversation at a time (the web app answers from threads)."""
 
     def complete(
         self, messages: list[Message], schema: dict[str, Any], temperature: float, seed: int | None = None
     ) -> Completion:
-        out = self.llm.create_chat_completion(
-            messages=messages,  # type: ignore[arg-type]
-            response_format={"type": "json_object", "schema": schema},
-            temperature=temperature,
-            max_tokens=self.max_tokens,
-            seed=seed,
-        )
+        with self.lock:
+            out = self.llm.create_chat_completion(
+                messages=messages,  # type: ignore[arg-type]
+                response_format={"type": "json_object", "schema": schema},
+                temperature=temperature,
+                max_tokens=self.max_tokens,
+                seed=seed,
+            )
         usage = out.get("usage", {})  # type: ignore[union-attr]
         return Completion(
             text=out["choices"][0]["message"]["content"] or "",  # type: ignore[index]

@@ -14,7 +14,6 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 from typing import Annotated
@@ -91,7 +90,6 @@ def create_app(
     runs_root.mkdir(parents=True, exist_ok=True)
     searches = searches or Searches(runs_root)
     chats: dict[str, Chat] = {}
-    llm_lock = threading.Lock()  # one llama.cpp model answers one question at a time
     app = FastAPI(title="tinyarch", version="1", docs_url=None, redoc_url=None)
     allowed_hosts = {host, *LOOPBACK} if is_loopback(host) else None
 
@@ -234,8 +232,7 @@ def create_app(
 
         session = chat_for(name)
         try:
-            with llm_lock:
-                return Reply(reply=readable(session.handle, body.line))
+            return Reply(reply=readable(session.handle, body.line))
         except EOFError:
             return Reply(reply="(nothing to quit here: close the tab; the search goes on)")
         except LLMUnavailable as e:
