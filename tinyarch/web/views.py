@@ -53,7 +53,7 @@ def _summary(run: Run, starting: bool) -> RunSummary:
     c = run.config
     best = run.evaluated[0] if run.evaluated else None
     return RunSummary(
-        name=c.name,
+        name=run.root.name,  # the directory: what the API's paths name
         status=run_status(RunDir(run.root), run.state, starting),
         space=c.space,
         dataset=c.dataset,
