@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyarch.agents.context import describe
-from tinyarch.agents.directives import is_question, parse_directive
+from tinyarch.agents.directives import is_question, parse_directive, tighten
 from tinyarch.agents.llm import StructuredLLM
 from tinyarch.budget import format_bytes, format_count
 from tinyarch.config import RunConfig
@@ -71,22 +71,21 @@ class Chat:
         """Limits in effect once the inbox is applied: the state's, tightened by unread directives."""
         limits = dict(run.state.get("limits") or {})
         for message in self.rundir.read_inbox()[run.state.get("inbox_read", 0) :]:
-            for k, v in message.get("limits", {}).items():
-                limits[k] = min(v, limits.get(k, v))
+            limits = tighten(limits, message.get("limits", {}))
         return limits
 
     def limits_text(self, run: Any) -> str:
-        c, tightened = self.config, self._pending_limits(run)
+        tightened = self._pending_limits(run)
+        limits = self.config.limits(tightened)
         rows = []
-        for key, name, configured, fmt in (
-            ("macs", "MACs", c.macs, format_count),
-            ("peak_sram", "peak SRAM", c.sram, format_bytes),
-            ("flash", "flash", c.flash, format_bytes),
+        for key, name, fmt in (
+            ("macs", "MACs", format_count),
+            ("peak_sram", "peak SRAM", format_bytes),
+            ("flash", "flash", format_bytes),
         ):
-            now = min((v for v in (configured, tightened.get(key)) if v is not None), default=None)
-            if now is not None:
-                origin = " (tightened by a directive)" if key in tightened and now == tightened[key] else ""
-                rows.append(f"{name} <= {fmt(now)}{origin}")
+            if limits[key] is not None:
+                origin = " (tightened by a directive)" if limits[key] == tightened.get(key) else ""
+                rows.append(f"{name} <= {fmt(limits[key])}{origin}")
         return ", ".join(rows) or "none"
 
     # ------------------------------------------------------------------ commands

@@ -38,15 +38,11 @@ class SearchContext:
     @property
     def limits(self) -> dict[str, float | None]:
         """The run's budget limits keyed by the cost names of `SearchSpace.cost`."""
-        return {"peak_sram": self.config.sram, "flash": self.config.flash, "macs": self.config.macs}
+        return self.config.limits()
 
     def limits_now(self, state: Mapping[str, Any]) -> dict[str, float | None]:
         """The run's limits, tightened by the user's directives so far (`state["limits"]`)."""
-        tightened = state.get("limits") or {}
-        return {
-            k: min((v for v in (limit, tightened.get(k)) if v is not None), default=None)
-            for k, limit in self.limits.items()
-        }
+        return self.config.limits(state.get("limits"))
 
     def budget_text(self, state: Mapping[str, Any]) -> str:
         limits = self.limits_now(state)

@@ -44,6 +44,11 @@ def is_question(text: str) -> bool:
     return text.strip().endswith("?") or (bool(words) and words[0] in QUESTION_WORDS)
 
 
+def tighten(limits: dict[str, float], more: dict[str, float]) -> dict[str, float]:
+    """`limits` with each of `more` that is lower: directives only ever tighten a budget."""
+    return {**limits, **{k: min(v, limits.get(k, v)) for k, v in more.items()}}
+
+
 def parse_directive(text: str) -> Directive:
     """The directive with every budget limit it states ("stay under 60 M MACs", "SRAM below 200KB")."""
     limits: dict[str, float] = {}

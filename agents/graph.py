@@ -24,6 +24,7 @@ from langgraph.graph import END, START, StateGraph
 
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.critic import critique
+from tinyarch.agents.directives import tighten
 from tinyarch.agents.state import Outcome, SearchState, evaluated
 from tinyarch.budget import BudgetBreach
 from tinyarch.space import SpecError
@@ -217,8 +218,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
                 kind = message["kind"]
                 if kind == "directive":
                     directives.append(message["text"])
-                    for k, v in message.get("limits", {}).items():
-                        limits[k] = min(v, limits.get(k, v))
+                    limits = tighten(limits, message.get("limits", {}))
                 elif kind in ("pause", "resume"):
                     paused = kind == "pause"
                 elif kind == "stop":

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tinyarch.budget import Budget, format_bytes, format_count
-from tinyarch.config import RunConfig
+from tinyarch.config import RunConfig, error_lines
 from tinyarch.space import SearchSpace, SpecError, load_space
 from tinyarch.spec import ArchSpec
 
@@ -448,8 +448,7 @@ def search_cmd(
             else:
                 config = RunConfig.model_validate({k: v for k, v in flags.items() if v is not None})
         except ValueError as e:
-            errors = e.errors() if hasattr(e, "errors") else [{"loc": ("config",), "msg": str(e)}]
-            raise UserError(*(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors)) from None
+            raise UserError(*error_lines(e)) from None
     from tinyarch.agents.backends.base import LLMUnavailable
     from tinyarch.tools.data import DataError
     from tinyarch.tools.distill import TeacherError

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tinyarch.budget import Bytes, Count
 
@@ -22,6 +23,12 @@ def parse_duration(text: str | float | int | None) -> float | None:
         return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except ValueError:
         raise ValueError(f"cannot read {text!r} as a duration; write e.g. 8h, 90m or 45s") from None
+
+
+def error_lines(error: ValueError) -> list[str]:
+    """One "field: problem" line per problem of a configuration that failed validation."""
+    problems = error.errors() if isinstance(error, ValidationError) else [{"loc": (), "msg": str(error)}]
+    return [f"{'.'.join(map(str, p['loc'])) or 'config'}: {p['msg']}" for p in problems]
 
 
 class RunConfig(BaseModel):
@@ -87,6 +94,16 @@ class RunConfig(BaseModel):
     @classmethod
     def _duration(cls, v: object) -> object:
         return parse_duration(v) if isinstance(v, str) else v
+
+    def limits(self, tightened: Mapping[str, float] | None = None) -> dict[str, float | None]:
+        """Budget limits keyed by the cost names of `SearchSpace.cost`, each tightened by the user's
+        directives where `tightened` (a state's or a chat's `limits`) has a lower one."""
+        configured = {"macs": self.macs, "peak_sram": self.sram, "flash": self.flash}
+        tightened = tightened or {}
+        return {
+            k: min((v for v in (limit, tightened.get(k)) if v is not None), default=None)
+            for k, limit in configured.items()
+        }
 
     @classmethod
     def load(cls, path: Path, **overrides: object) -> RunConfig:

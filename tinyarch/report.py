@@ -36,8 +36,6 @@ COST_COLUMNS = {
 }
 PLOT_AXES = {"macs": ("MACs", "M", 1e6), "peak_sram": ("peak SRAM", "KB", 1024.0), "latency_ms": ("latency", "ms", 1.0)}
 """Costs plotted against accuracy: axis name, unit, and the divisor into that unit."""
-BUDGETS = {"macs": "macs", "peak_sram": "sram", "flash": "flash"}
-"""RunConfig field holding each cost's limit."""
 AGENT_ORDER = {a: i for i, a in enumerate(AGENTS)}
 
 
@@ -169,20 +167,24 @@ def render(run: Run) -> str:
 # ---------------------------------------------------------------------------------------------- sections
 
 
+def settings(config: RunConfig) -> list[tuple[str, str]]:
+    """What the run was asked to do (the report's and the web app's first rows): search, LLM, budget."""
+    c = config
+    limits = [f"{COST_COLUMNS[k][0]} ≤ {COST_COLUMNS[k][1](v)}" for k, v in c.limits().items() if v]
+    rows = [("search", f"{c.strategy} on {c.space} / {c.dataset}, {c.evaluator} evaluator, batch {c.batch}")]
+    if c.strategy == "llm":
+        rows.append(("LLM", c.llm))
+    return [*rows, ("budget", f"{c.budget_evals} evaluations" + "".join(f", {x}" for x in limits))]
+
+
 def overview(run: Run, optimum: float | None) -> list[tuple[str, str]]:
     c, history = run.config, run.state.get("history", [])
     llm = [t for t in run.traces if t.get("kind") == "llm"]
     times = [float(t["time"]) for t in run.traces if "time" in t]
     started = run.state.get("started_at", min(times, default=0.0))
     best = run.evaluated[0] if run.evaluated else None
-    limits = [
-        f"{COST_COLUMNS[k][0]} ≤ {COST_COLUMNS[k][1](getattr(c, name))}"
-        for k, name in BUDGETS.items()
-        if getattr(c, name)
-    ]
     rows = [
-        ("search", f"{c.strategy} on {c.space} / {c.dataset}, {c.evaluator} evaluator, batch {c.batch}"),
-        ("budget", f"{c.budget_evals} evaluations" + "".join(f", {x}" for x in limits)),
+        *settings(c),
         ("stopped", run.state.get("stop_reason") or "(still running or killed)"),
         ("iterations", str(run.state.get("iteration", max((t.get("iteration", 0) for t in run.traces), default=0)))),
         (
@@ -197,7 +199,6 @@ def overview(run: Run, optimum: float | None) -> list[tuple[str, str]]:
     if c.strategy == "llm":
         tokens = sum(t.get("prompt_tokens", 0) + t.get("completion_tokens", 0) for t in llm)
         seconds = sum(t.get("latency_s", 0.0) for t in llm)
-        rows.insert(1, ("LLM", c.llm))
         rows.append(
             ("LLM calls", f"{len(llm)} ({sum(map(is_error, llm))} with errors), {seconds:.0f} s, {tokens:,} tokens")
         )
@@ -381,7 +382,7 @@ def pareto_figures(run: Run, optimum: float | None) -> list[dict[str, str]]:
             best = max(best, y)
             staircase.append((x, best))
         ax.step(*zip(*staircase, strict=True), where="post", color="#d9480f", lw=0.8, alpha=0.6)
-        limit = getattr(run.config, BUDGETS[cost]) if cost in BUDGETS else None
+        limit = run.config.limits().get(cost)
         if limit:
             ax.axvline(limit / unit, color="#c92a2a", ls="--", lw=1, label=f"budget {limit / unit:g} {unit_name}")
         if optimum is not None:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from tinyarch.agents.chat import Chat
 from tinyarch.agents.llm import StructuredLLM
-from tinyarch.config import RunConfig
+from tinyarch.config import RunConfig, error_lines
 from tinyarch.web import views
 from tinyarch.web.models import (
     CANDIDATE_ID,
@@ -152,8 +152,7 @@ def create_app(
         try:
             config = RunConfig.model_validate(data)
         except ValidationError as e:
-            messages = [f"{'.'.join(map(str, x['loc'])) or 'config'}: {x['msg']}" for x in e.errors()]
-            raise HTTPException(422, messages) from None
+            raise HTTPException(422, error_lines(e)) from None
         root = runs_root / config.name
         if (root / "config.yaml").is_file():
             raise HTTPException(409, f"run {config.name!r} exists; pick another name")
@@ -173,7 +172,7 @@ def create_app(
 
     @app.get("/api/runs/{name}", response_model=RunLive, responses={404: {}, 409: {}})
     def run_live(name: RunName) -> RunLive:
-        return readable(views.live, root_of(name), searches.starting(name))
+        return readable(views.live, chat_for(name), searches.starting(name))
 
     @app.get("/api/runs/{name}/traces", response_model=TracePage, responses={404: {}})
     def run_traces(

@@ -9,10 +9,9 @@ from typing import Any
 
 from tinyarch.agents.chat import Chat
 from tinyarch.agents.graph import activity
-from tinyarch.config import RunConfig
-from tinyarch.report import BUDGETS, COST_COLUMNS, PLOT_AXES, Run, firmware, load_run, nats_optimum, trace_step
+from tinyarch.report import COST_COLUMNS, PLOT_AXES, Run, firmware, load_run, nats_optimum, settings, trace_step
 from tinyarch.rundir import RunDir
-from tinyarch.trace_view import AGENTS, llm_title, select, step_line
+from tinyarch.trace_view import AGENTS, is_error, llm_title, select, step_line
 from tinyarch.web.models import (
     AgentActivity,
     Axis,
@@ -67,9 +66,11 @@ def _summary(run: Run, starting: bool) -> RunSummary:
     )
 
 
-def live(root: Path, starting: bool = False) -> RunLive:
-    """The live view: the checkpoint's state, plus evaluations finished since (they appear one by one)."""
-    run, rundir = load_run(root), RunDir(root)
+def live(chat: Chat, starting: bool = False) -> RunLive:
+    """The live view of `chat`'s run: the checkpoint's state, plus evaluations finished since (they appear one
+    by one); the limits in force are the chat's, with directives it sent and the search has not yet read."""
+    root = chat.root
+    run, rundir = load_run(root), chat.rundir
     c, state = run.config, run.state
     history = state.get("history", [])
     now = time.time()
@@ -81,23 +82,21 @@ def live(root: Path, starting: bool = False) -> RunLive:
             agent=agent,
             line=llm_title(r) if r.get("kind") == "llm" else step_line(r),
             seconds_ago=round(now - float(r.get("time", now)), 1),
-            error=bool(trace_step(r)["error"]),
+            error=is_error(r),
         )
         for agent, r in sorted(latest.items(), key=lambda item: _agent_order(item[0]))
     ]
-    chat = Chat(root)
     status = run_status(rundir, state, starting)
-    pending = [p["id"] for p in state.get("pending", []) if isinstance(p, dict) and "id" in p]
     node = next((k.removeprefix("branch:to:") for k in state if k.startswith("branch:to:")), None)
-    evaluating = pending if node == "evaluate" else []
     points = _points(run)
-    done_ids = {p.id for p in points}
-    evaluating = [i for i in evaluating if i not in done_ids]
+    done = {p.id for p in points}
+    pending = [c["id"] for c in state.get("pending", [])] if node == "evaluate" else []
+    evaluating = [i for i in pending if i not in done]
     inbox = rundir.read_inbox()
     log = root / "search.log"
     return RunLive(
         **_summary(run, starting).model_dump(),
-        settings=_settings(run),
+        settings=settings(c),
         failed=sum(h["status"] == "failed" for h in history),
         rejected=sum(h["status"] == "rejected" for h in history),
         hypervolume=[float(v) for v in state.get("hypervolume", [])],
@@ -109,13 +108,7 @@ def live(root: Path, starting: bool = False) -> RunLive:
         evaluating=evaluating,
         points=points,
         axes=[
-            Axis(
-                key=key,
-                label=label,
-                unit=unit,
-                divisor=divisor,
-                limit=_limit(c, state, key),
-            )
+            Axis(key=key, label=label, unit=unit, divisor=divisor, limit=c.limits(state.get("limits")).get(key))
             for key, (label, unit, divisor) in PLOT_AXES.items()
             if points and all(key in p.costs for p in points)
         ],
@@ -126,23 +119,8 @@ def live(root: Path, starting: bool = False) -> RunLive:
     )
 
 
-def _limit(config: RunConfig, state: dict[str, Any], key: str) -> float | None:
-    """The limit the checks enforce now: the configured one, tightened by the directives applied so far."""
-    limits = [getattr(config, BUDGETS[key]) if key in BUDGETS else None, (state.get("limits") or {}).get(key)]
-    return min((v for v in limits if v is not None), default=None)
-
-
 def _agent_order(agent: str) -> tuple[int, str]:
     return (AGENTS.index(agent) if agent in AGENTS else len(AGENTS), agent)
-
-
-def _settings(run: Run) -> list[tuple[str, str]]:
-    c = run.config
-    rows = [("search", f"{c.strategy} on {c.space} / {c.dataset}, {c.evaluator} evaluator, batch {c.batch}")]
-    if c.strategy == "llm":
-        rows.append(("LLM", c.llm))
-    rows.append(("budget", f"{c.budget_evals} evaluations"))
-    return rows
 
 
 def _now(status: RunStatus, node: str | None, evaluating: list[str], strategy: str, state: dict[str, Any]) -> str:
@@ -185,19 +163,17 @@ def traces(
 ) -> TracePage:
     records = RunDir(root).read_traces()
     started = float(records[0].get("time", 0.0)) if records else 0.0
-    indexed = list(enumerate(records))
-    chosen = [(i, r) for i, r in indexed if select([r], iteration, agents, errors_only)]
-    steps = []
-    for i, r in chosen[offset : offset + limit]:
-        step = trace_step(r)
-        steps.append(
-            TraceStep(
-                index=i,
-                iteration=int(r.get("iteration", 0)),
-                seconds=round(float(r.get("time", started)) - started, 1),
-                **step,
-            )
+    position = {id(r): i for i, r in enumerate(records)}
+    chosen = select(records, iteration, agents, errors_only)
+    steps = [
+        TraceStep(
+            index=position[id(r)],
+            iteration=int(r.get("iteration", 0)),
+            seconds=round(float(r.get("time", started)) - started, 1),
+            **trace_step(r),
         )
+        for r in chosen[offset : offset + limit]
+    ]
     return TracePage(
         total=len(chosen),
         iterations=sorted({int(r.get("iteration", 0)) for r in records}),
