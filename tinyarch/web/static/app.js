@@ -173,7 +173,12 @@ async function showRun(view, name) {
 
   const control = (action) => async () => {
     try {
-      say("bot", (await api(`${base}/${action === "continue" ? "continue" : "control"}`, action === "continue" ? undefined : { action })).reply ?? `${action}: starting`);
+      if (action === "continue") {
+        await api(`${base}/continue`, {}); // a POST: the search process starts again with --resume
+        say("bot", "continue sent: the search process is starting");
+      } else {
+        say("bot", (await api(`${base}/control`, { action })).reply);
+      }
       await refresh();
     } catch (e) {
       banner(e.message);
