@@ -1,98 +1,307 @@
-"""The Designer agent: an LLM proposes a batch of specs as schema-constrained JSON."""
+"""The `llm` strategy: the Designer agent fills a screened pool of ideas, and the best of it is evaluated.
+
+One design step:
+1. the proposer gives ideas: compact edits of the best candidates so far (one or two choices
+   changed, named by a short label) and a few whole designs. `LLMDesigner` asks the LLM for them
+   under a JSON Schema; `RandomEditor` draws the same number of the same kinds at random (the
+   `screened` strategy, the ablation that shows what the LLM itself adds);
+2. each idea becomes a spec; one that breaks the budget is repaired to the nearest feasible spec
+   (`moves.repair`), and the next prompt says what the repair changed;
+3. the pool keeps only specs new to the run, the batch and memory, before anything is spent; when
+   it holds fewer than a batch, classic moves (the incumbent's neighbours, then random specs) fill it;
+4. the screen ranks the pool: the surrogate ensemble's upper confidence bound once enough candidates
+   are evaluated, before that a cheap prior (the profiler's MACs: more compute within the budget);
+5. the batch is the top of the screen. Every proposal's origin and screen rank go into the traces.
+"""
 
 from __future__ import annotations
 
-import json
-import random
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
 
 from tinyarch.agents.context import SearchContext, describe
-from tinyarch.agents.state import SearchState, evaluated
+from tinyarch.agents.moves import edit, neighbours, overshoot, repair
+from tinyarch.agents.state import Proposal, SearchState, evaluated
+from tinyarch.agents.strategies import Admission, accuracy, proposal, seeded
 from tinyarch.prompts import render
+from tinyarch.space import SpecError
+
+HISTORY_SHOWN = 12
+"""Evaluated candidates shown to the Designer (the most accurate), and the ones it may edit."""
+EDITS_PER_BATCH = 2
+"""Edits asked for per batch slot, so the screen chooses among about twice the batch."""
+DESIGNS = 1
+"""Whole designs asked for per call: a few hundred tokens each for `mcu`, so few."""
+POOL_PER_BATCH = 2
+"""Classic moves top the pool up to this many specs per batch slot, so the screen always has a choice."""
+SURROGATE_MIN = 10
+"""Evaluated candidates needed before the surrogate replaces the cost prior as the screen."""
+KAPPA = 1.0
+"""Upper confidence bound = surrogate mean + KAPPA * ensemble spread."""
+
+
+@dataclass
+class Idea:
+    """A whole design (`spec`), or `changes` (slot path -> value) to the shown candidate `base`."""
+
+    origin: str
+    spec: Any = None
+    base: dict[str, Any] | None = None
+    changes: dict[str, Any] | None = None
+
+
+class Proposer(Protocol):
+    strategy: str
+
+    def ideas(
+        self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int, attempt: int
+    ) -> list[Idea]: ...
+
+
+def shown_candidates(state: SearchState) -> list[dict[str, Any]]:
+    """The most accurate evaluated candidates, best last (the order the Designer reads them in)."""
+    return sorted(evaluated(state), key=accuracy)[-HISTORY_SHOWN:]
+
+
+def label(position: int) -> str:
+    return f"c{position + 1}"
 
 
 class LLMDesigner:
-    name = "llm"
+    """Asks the LLM for edits of the shown candidates and whole designs, under a JSON Schema."""
 
-    def schema(self, ctx: SearchContext, n: int) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "properties": {
-                "rationale": {"type": "string", "maxLength": 200},
-                "candidates": {
-                    "type": "array",
-                    "items": ctx.space.json_schema(num_classes=ctx.num_classes, in_channels=ctx.in_channels),
-                    # a full batch: under grammar-constrained decoding a small model otherwise stops at one
-                    "minItems": n,
-                    "maxItems": n,
-                },
-            },
-            "required": ["rationale", "candidates"],
-            "additionalProperties": False,
-        }
+    strategy = "llm"
 
-    def messages(self, ctx: SearchContext, state: SearchState, n: int) -> list[dict[str, str]]:
-        done = evaluated(state)
-        front_ids = state.get("front", [])
-        front = [c for c in done if c["id"] in front_ids]
-        front.sort(key=lambda c: -c["metrics"]["accuracy"])
-        recalled = "(memory off)"
-        if ctx.memory is not None and front:
-            best = ctx.space.parse(front[0]["spec"])
-            nearest = ctx.memory.nearest(ctx.space, best, k=4, dataset=ctx.config.dataset)
-            lines = [
-                f"- {r.metrics.get('accuracy', 0):.2f}% in run {r.run}: {ctx.space.parse(r.spec).summary()}"
-                for r in nearest
+    def schema(self, ctx: SearchContext, shown: list[dict[str, Any]], edits: int) -> dict[str, Any]:
+        change = {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {"field": {"const": path}, "value": {"enum": choices}},
+                    "required": ["field", "value"],
+                    "additionalProperties": False,
+                }
+                for path, choices in ctx.space.slots()
+                if path not in ctx.fixed_fields()
             ]
-            recalled = "\n".join(lines) or "(empty)"
+        }
+        properties: dict[str, Any] = {"rationale": {"type": "string", "maxLength": 160}}
+        if shown:
+            properties["edits"] = {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "of": {"enum": [label(i) for i in range(len(shown))]},
+                        "set": {"type": "array", "items": change, "minItems": 1, "maxItems": 2},
+                    },
+                    "required": ["of", "set"],
+                    "additionalProperties": False,
+                },
+                # exact counts: under grammar-constrained decoding a small model otherwise stops at one
+                "minItems": edits,
+                "maxItems": edits,
+            }
+        properties["designs"] = {
+            "type": "array",
+            "items": ctx.space.json_schema(num_classes=ctx.num_classes, in_channels=ctx.in_channels),
+            "minItems": DESIGNS,
+            "maxItems": DESIGNS,
+        }
+        return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+    def messages(
+        self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int
+    ) -> list[dict[str, str]]:
+        """Static parts first (task, budget, choices), so llama.cpp reuses the cached prefix across calls."""
         advice = state.get("advice") or {}
         advice_text = "(none yet)"
         if advice.get("advice"):
             tried, avoid = "; ".join(advice.get("try_next", [])), "; ".join(advice.get("avoid", []))
             advice_text = f"{advice['advice']} Try: {tried or '-'}. Avoid: {avoid or '-'}."
+        history = [{**c, "id": label(i)} for i, c in enumerate(shown)]
+        iteration = state.get("iteration", 0)
+        repaired = [
+            c for c in state.get("history", []) if c["iteration"] == iteration - 1 and "repaired" in c["origin"]
+        ]
         user = render(
             "designer_user",
-            examples=self.feasible_examples(ctx, state),
             dataset=ctx.config.dataset,
             num_classes=ctx.num_classes,
             space_name=ctx.space.name,
             budget=ctx.budget_text(state),
-            space=ctx.space.describe(),
-            front=describe(front),
-            recent=describe(done[-6:][::-1]),
-            memory=recalled,
-            rejected=describe(state.get("rejected", [])),
-            advice=advice_text,
+            choices=choices_text(ctx),
+            lessons=lessons_text(ctx),
             directives="; ".join(state.get("directives", [])) or "(none)",
+            advice=advice_text,
             explanations=(state.get("explanation") if ctx.config.use_explanations else None) or "(none yet)",
-            batch=n,
+            repaired="\n".join(f"- {c['origin']}" for c in repaired[:4]) or "(none)",
+            history=describe(history, limit=HISTORY_SHOWN),
+            request=(
+                f"Propose {edits} edits of the listed candidates and {DESIGNS} new whole design(s)."
+                if shown
+                else f"Nothing is evaluated yet: propose {DESIGNS} new whole design(s)."
+            ),
         )
         return [{"role": "system", "content": render("designer_system")}, {"role": "user", "content": user}]
 
-    def feasible_examples(self, ctx: SearchContext, state: SearchState, count: int = 2) -> str:
-        """A few random specs that pass the budget, as compact JSON: anchors for a small model."""
-        rng = random.Random(hash((ctx.config.seed, state.get("iteration", 0))))
-        found: list[str] = []
-        for _ in range(2000):
-            spec = ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields())
-            cost = ctx.space.cost(spec)
-            if all(limit is None or cost.get(k, 0) <= limit for k, limit in ctx.limits_now(state).items()):
-                found.append(json.dumps(spec.model_dump(mode="json", exclude={"name"}), separators=(",", ":")))
-                if len(found) == count:
-                    break
-        return "\n".join(found) or "(none found)"
-
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[dict[str, Any]]:
+    def ideas(
+        self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int, attempt: int
+    ) -> list[Idea]:
         assert ctx.llm is not None
         iteration = state.get("iteration", 0)
         answer, calls = ctx.llm.ask(
             "designer",
-            self.messages(ctx, state, n),
-            self.schema(ctx, n),
+            self.messages(ctx, state, shown, edits),
+            self.schema(ctx, shown, edits),
             seed=ctx.config.seed * 10_007 + iteration * 101 + attempt,
         )
         for call in calls:
             ctx.rundir.trace("llm", iteration, "designer", **call.model_dump(exclude={"agent"}))
-        if answer is None:
+        if not isinstance(answer, dict):
             return []
-        return [c for c in answer["candidates"] if isinstance(c, dict)][:n]
+        out = [Idea("llm design", spec=d) for d in answer.get("designs", [])]
+        labels = {label(i): c for i, c in enumerate(shown)}
+        for e in answer.get("edits", []):
+            base = labels.get(e.get("of")) if isinstance(e, dict) else None
+            changes = {c.get("field"): c.get("value") for c in e.get("set", []) if isinstance(c, dict)} if base else {}
+            if base and changes:
+                out.append(Idea(f"llm edit of {base['id']}", base=base, changes=changes))
+        return out
+
+
+class RandomEditor:
+    """The ablation: as many edits (one or two random choices of a random shown candidate) and whole
+    designs as the LLM is asked for, drawn at random."""
+
+    strategy = "screened"
+
+    def ideas(
+        self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int, attempt: int
+    ) -> list[Idea]:
+        rng = seeded(ctx, self.strategy, state, attempt, "ideas")
+        slots = [(p, c) for p, c in ctx.space.slots() if p not in ctx.fixed_fields()]
+        out = [
+            Idea("random design", spec=ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields()))
+            for _ in range(DESIGNS)
+        ]
+        for _ in range(edits if shown else 0):
+            base = rng.choice(shown)
+            picked = rng.sample(slots, rng.choice((1, 2)))
+            out.append(Idea(f"random edit of {base['id']}", base=base, changes={p: rng.choice(c) for p, c in picked}))
+        return out
+
+
+class ScreenedPool:
+    """The loop around a proposer: ideas -> specs (repaired to the budget) -> new ones only -> screen -> batch."""
+
+    def __init__(self, proposer: Proposer):
+        self.proposer, self.name = proposer, proposer.strategy
+
+    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+        shown, admission = shown_candidates(state), Admission(ctx, state)
+        limits = ctx.limits_now(state)
+        pool: list[tuple[Any, str]] = []
+        for idea in self.proposer.ideas(ctx, state, shown, EDITS_PER_BATCH * n, attempt):
+            try:
+                spec = (
+                    ctx.space.parse(idea.spec)
+                    if idea.base is None
+                    else edit(ctx.space, ctx.space.parse(idea.base["spec"]), idea.changes or {})
+                )
+            except SpecError as e:
+                ctx.rundir.trace(
+                    "tool",
+                    state.get("iteration", 0),
+                    "screen",
+                    origin=idea.origin,
+                    status="invalid",
+                    reason=str(e)[:300],
+                )
+                continue
+            origin = idea.origin
+            if overshoot(ctx.space.cost(spec), limits) > 0:
+                fixed = repair(ctx.space, spec, limits, ctx.fixed_fields())
+                if fixed is None:
+                    continue
+                origin += f" (repaired to the budget: {'; '.join(fixed[1])})"
+                spec = fixed[0]
+            if admission.admit(spec):
+                pool.append((spec, origin))
+        pool += fallback(ctx, state, admission, POOL_PER_BATCH * n - len(pool), attempt, self.name)
+        return screen_pool(ctx, state, pool, n)
+
+
+def fallback(
+    ctx: SearchContext, state: SearchState, admission: Admission, missing: int, attempt: int, name: str
+) -> list[tuple[Any, str]]:
+    """Classic moves when the proposer gave too few new specs: the incumbent's neighbours, then random ones."""
+    out: list[tuple[Any, str]] = []
+    if missing <= 0:
+        return out
+    done = evaluated(state)
+    rng = seeded(ctx, name, state, attempt, "fallback")
+    if done:
+        incumbent = max(done, key=accuracy)
+        options = neighbours(ctx.space, ctx.space.parse(incumbent["spec"]), ctx.fixed_fields())
+        rng.shuffle(options)
+        for spec in options:
+            if len(out) == missing:
+                return out
+            if admission.admit(spec):
+                out.append((spec, f"fallback: neighbour of {incumbent['id']}"))
+    while len(out) < missing and (spec := admission.sample(rng)) is not None:
+        out.append((spec, "fallback: random"))
+    return out
+
+
+def screen_pool(ctx: SearchContext, state: SearchState, pool: list[tuple[Any, str]], n: int) -> list[Proposal]:
+    """The `n` best of the pool by the surrogate's UCB, or by the cost prior while the history is short."""
+    if not pool:
+        return []
+    done = evaluated(state)
+    specs = [s for s, _ in pool]
+    if len(done) >= SURROGATE_MIN:
+        from tinyarch.tools.surrogate import Surrogate
+
+        surrogate = Surrogate.fit(
+            ctx.space, [ctx.space.parse(c["spec"]) for c in done], [accuracy(c) for c in done], seed=len(done)
+        )
+        mean, spread = surrogate.predict(specs)
+        scores = mean + KAPPA * spread
+        why = [f"UCB {u:.2f} (mean {m:.2f} ± {s:.2f})" for u, m, s in zip(scores, mean, spread, strict=True)]
+    else:
+        scores = np.array([math.log(max(ctx.space.cost(s).get("macs", 1), 1)) for s in specs])
+        why = [f"prior log MACs {v:.2f}" for v in scores]
+    order = np.argsort(-scores, kind="stable")[:n]
+    return [
+        proposal(specs[i], pool[i][1], f"screen rank {r + 1} of {len(pool)}: {why[i]}") for r, i in enumerate(order)
+    ]
+
+
+def choices_text(ctx: SearchContext) -> str:
+    """One line per field the Designer may change, with its choices (stage fields once for all stages)."""
+    lines: dict[str, str] = {}
+    for path, choices in ctx.space.slots():
+        if path in ctx.fixed_fields():
+            continue
+        key = path.split("].", 1)[-1] if path.startswith("stages[") else path
+        shown = f"stages[i].{key}" if path.startswith("stages[") else path
+        lines.setdefault(shown, f"{shown}: {', '.join(map(str, choices))}")
+    return "\n".join(lines.values())
+
+
+def lessons_text(ctx: SearchContext) -> str:
+    """The Critic's lessons from earlier runs on this space and dataset, as memory holds them."""
+    if ctx.memory is None:
+        return "(memory off)"
+    lessons = ctx.memory.relevant_lessons(
+        f"{ctx.config.dataset} in {ctx.space.name}",
+        space=ctx.space.name,
+        dataset=ctx.config.dataset,
+        exclude_run=ctx.config.name,
+    )
+    return "\n".join(f"- {text}" for text in lessons) or "(none yet)"

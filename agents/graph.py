@@ -25,8 +25,8 @@ from langgraph.graph import END, START, StateGraph
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.critic import critique
 from tinyarch.agents.directives import tighten
+from tinyarch.agents.moves import breaches
 from tinyarch.agents.state import Outcome, SearchState, evaluated
-from tinyarch.budget import BudgetBreach
 from tinyarch.space import SpecError
 from tinyarch.tools.pareto import analyse
 
@@ -41,6 +41,10 @@ ACTIVITY = {
 }
 """What the search is doing while each node runs, for the terminal's and the web app's live views."""
 MAX_DESIGN_ATTEMPTS = 3
+CRITIC_GAP, CRITIC_EVERY = 3, 6
+"""Iterations between the Critic's reviews: at least CRITIC_GAP when the front changed, at most CRITIC_EVERY."""
+STALL_ITERATIONS = 3
+"""A Critic's stop needs the hypervolume flat over this many iterations."""
 PAUSE_POLL_S = 0.5
 EVALUATION_KEYS = ("status", "metrics", "reason", "seconds")
 
@@ -52,7 +56,8 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
     def design(state: SearchState) -> dict[str, Any]:
         iteration, attempt = state.get("iteration", 0), state.get("design_attempts", 0)
         remaining = config.budget_evals - _evaluations_used(state)
-        proposals = ctx.strategy.propose(ctx, state, config.batch, attempt)[: max(remaining, 1)]
+        proposed = ctx.strategy.propose(ctx, state, config.batch, attempt)[: max(remaining, 1)]
+        proposals = [p.model_dump() for p in proposed]
         rundir.trace("tool", iteration, "design", strategy=ctx.strategy.name, attempt=attempt, proposals=proposals)
         return {"pending": proposals, "design_attempts": attempt + 1}
 
@@ -62,8 +67,9 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         base = {"iteration": iteration, "attempt": attempt, "source": ctx.strategy.name}
         seen = {c["id"] for c in state.get("history", [])}
         accepted, rejected = [], []
-        for position, raw in enumerate(state.get("pending", [])):
-            outcome = checked(raw, seen, {**base, "position": position}, ctx.limits_now(state))
+        for position, proposal in enumerate(state.get("pending", [])):
+            provenance = {"position": position, "origin": proposal["origin"], "note": proposal["note"]}
+            outcome = checked(proposal["spec"], seen, {**base, **provenance}, ctx.limits_now(state))
             if outcome.status == "pending":
                 seen.add(outcome.id)
                 accepted.append(outcome.model_dump())
@@ -96,13 +102,9 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         if ctx.memory is not None and ctx.memory.seen(space, spec.id, config.dataset):
             return outcome.model_copy(update={"status": "rejected", "reason": "already evaluated in an earlier run"})
         cost = space.cost(spec)
-        breaches = [
-            str(BudgetBreach(_budget_name(k), int(cost[k]), int(limit)))
-            for k, limit in limits.items()
-            if limit is not None and k in cost and cost[k] > limit
-        ]
-        status = "rejected" if breaches else "pending"
-        return outcome.model_copy(update={"cost": cost, "status": status, "reason": "; ".join(breaches)})
+        broken = breaches(cost, limits)
+        status = "rejected" if broken else "pending"
+        return outcome.model_copy(update={"cost": cost, "status": status, "reason": "; ".join(map(str, broken))})
 
     def after_check(state: SearchState) -> str:
         if state.get("pending"):
@@ -175,12 +177,17 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         elif iteration + 1 >= config.max_iterations:
             stop_reason = f"iteration limit {config.max_iterations} reached"
         update: dict[str, Any] = {}
-        if ctx.llm is not None and config.strategy == "llm":
+        if ctx.llm is not None and config.strategy == "llm" and not stop_reason and critic_due(state):
             advice = critique(ctx, state)
+            update["critiqued"] = {"iteration": iteration, "front": state.get("front", [])}
             if advice is not None:
                 update["advice"] = advice.model_dump()
-                if advice.decision == "stop" and not stop_reason and used >= config.budget_evals // 2:
-                    stop_reason = f"the Critic stopped the search: {advice.reason}"
+                if advice.decision == "stop":
+                    ignored = unsupported_stop(advice.reason, state, used, config.budget_evals)
+                    if ignored:
+                        rundir.trace("tool", iteration, "critique", decision="stop ignored", reason=ignored)
+                    else:
+                        stop_reason = f"the Critic stopped the search: {advice.reason}"
         update["decision"] = "stop" if stop_reason else "continue"
         update["stop_reason"] = stop_reason
         rundir.trace("tool", iteration, "critique", decision=update["decision"], reason=stop_reason)
@@ -201,7 +208,8 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
                     )
             advice = state.get("advice") or {}
             if advice.get("advice"):
-                ctx.memory.add_lesson(f"{advice['advice']} Why: {advice.get('why', '')}", config.name, iteration)
+                lesson = f"{advice['advice']} Why: {advice.get('why', '')}"
+                ctx.memory.add_lesson(lesson, config.name, iteration, space.name, config.dataset)
         return {"iteration": iteration + 1, "design_attempts": 0, "rejected": []}
 
     def after_remember(state: SearchState) -> str:
@@ -276,6 +284,28 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
+def critic_due(state: SearchState) -> bool:
+    """The Critic speaks when it has something to judge: the front changed and CRITIC_GAP iterations
+    passed since it last spoke, or CRITIC_EVERY iterations passed in any case."""
+    last = state.get("critiqued") or {"iteration": -1, "front": []}
+    since = state.get("iteration", 0) - last["iteration"]
+    return since >= CRITIC_EVERY or (since >= CRITIC_GAP and state.get("front", []) != last["front"])
+
+
+def unsupported_stop(reason: str, state: SearchState, used: int, budget: int) -> str:
+    """Why a Critic's stop is not followed ("" when it is): it must come after half the budget, say why in
+    a complete sentence that does not argue for going on, and rest on evidence the run can check, i.e.
+    no gain in hypervolume over the last STALL_ITERATIONS iterations."""
+    volumes = state.get("hypervolume", [])
+    if used < budget // 2:
+        return f"only {used} of {budget} evaluations used; the Critic may stop after half"
+    if not reason.strip().endswith((".", "!")) or "continu" in reason.lower():
+        return f"the reason does not support stopping: {reason!r}"
+    if len(volumes) <= STALL_ITERATIONS or volumes[-1] > volumes[-1 - STALL_ITERATIONS] + 1e-9:
+        return f"the hypervolume still grew within the last {STALL_ITERATIONS} iterations"
+    return ""
+
+
 def activity(node: str, strategy: str) -> str:
     """The live views' "now" line while `node` runs."""
     if node == "design":
@@ -285,7 +315,3 @@ def activity(node: str, strategy: str) -> str:
 
 def _evaluations_used(state: SearchState) -> int:
     return sum(c["status"] in ("evaluated", "failed") for c in state.get("history", []))
-
-
-def _budget_name(cost_key: str) -> str:
-    return {"peak_sram": "sram", "flash": "flash", "macs": "macs"}[cost_key]

@@ -26,9 +26,15 @@ class RunExists(RuntimeError):
 
 
 def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
-    from tinyarch.agents.designer import LLMDesigner
+    from tinyarch.agents.designer import LLMDesigner, RandomEditor, ScreenedPool
     from tinyarch.agents.llm import StructuredLLM, make_backend
-    from tinyarch.agents.strategies import NSGA2Strategy, RandomStrategy
+    from tinyarch.agents.strategies import (
+        LocalSearch,
+        NSGA2Strategy,
+        RandomStrategy,
+        RegularizedEvolution,
+        SurrogateSearch,
+    )
     from tinyarch.memory.store import Memory
 
     space = load_space(config.space)
@@ -65,7 +71,15 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
         )
         num_classes, in_channels = data.info.num_classes, data.info.channels
     executor = make_executor(config, evaluator)
-    strategies = {"llm": LLMDesigner, "random": RandomStrategy, "nsga2": NSGA2Strategy}
+    strategies: dict[str, Callable[[], Any]] = {
+        "llm": lambda: ScreenedPool(LLMDesigner()),
+        "screened": lambda: ScreenedPool(RandomEditor()),
+        "local": LocalSearch,
+        "rea": RegularizedEvolution,
+        "bo": SurrogateSearch,
+        "nsga2": NSGA2Strategy,
+        "random": RandomStrategy,
+    }
     llm = None
     if config.strategy == "llm":
         llm = StructuredLLM(make_backend(config.llm, config.llm_url, seed=config.seed))

@@ -24,10 +24,23 @@ class Outcome(BaseModel):
     position: int = 0
     """Index in the batch its strategy proposed, so a strategy can replay its own asks in order."""
     source: str
+    """The strategy that proposed it."""
+    origin: str = ""
+    """Where within the strategy it came from (an LLM design or edit, a fallback move, a mutation...)."""
+    note: str = ""
+    """How the strategy's screen ranked it, when it screens."""
     status: Literal["pending", "evaluated", "failed", "rejected"]
     reason: str = ""
     cost: dict[str, float] = {}
     metrics: dict[str, float] = {}
+
+
+class Proposal(BaseModel):
+    """What a strategy proposes: a spec (unchecked data, e.g. an LLM's answer) and its provenance."""
+
+    spec: Any
+    origin: str = ""
+    note: str = ""
 
 
 class Advice(BaseModel):
@@ -51,6 +64,8 @@ class SearchState(TypedDict, total=False):
     front: list[str]
     hypervolume: Annotated[list[float], operator.add]
     advice: dict[str, Any]
+    critiqued: dict[str, Any]
+    """When the Critic last spoke: its iteration and the front it saw."""
     directives: Annotated[list[str], operator.add]
     limits: dict[str, float]
     """Budget limits the user's directives tightened (cost name -> limit); the checks enforce them."""

@@ -1,47 +1,222 @@
-"""Search strategies that share the graph with the LLM Designer: random sampling and NSGA-II.
+"""Classic search strategies that share the graph with the LLM Designer, each at its strongest.
 
-Both are deterministic functions of the run seed and the history, so a resumed run proposes
-exactly what an uninterrupted one would.
+- `random`: uniform samples of the space;
+- `local`: first-improvement local search over the incumbent's one-choice neighbours, with restarts;
+- `rea`: regularized evolution (aging population, tournament selection, one-choice mutation);
+- `bo`: a surrogate ensemble fitted on the history ranks mutations of the best candidates by UCB;
+- `nsga2`: pymoo's NSGA-II through ask/tell, with a population of its own.
+
+Every strategy is a deterministic function of the run seed and the history (its random numbers
+are seeded by both), so a resumed run proposes exactly what an uninterrupted one would. Each
+proposal says where it came from (`Proposal.origin`), and all but `random` propose only new
+specs within the budget, so none of their evaluations is wasted.
 """
 
 from __future__ import annotations
 
 import random
-from itertools import groupby
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from tinyarch.agents.context import SearchContext
-from tinyarch.agents.state import SearchState
+from tinyarch.agents.moves import mutate, neighbours
+from tinyarch.agents.state import Proposal, SearchState, evaluated
+
+SAMPLE_TRIES = 2000
+"""Random draws a strategy spends looking for a new, feasible spec before it gives up."""
+
+
+def seeded(ctx: SearchContext, name: str, state: SearchState, attempt: int, salt: str = "") -> random.Random:
+    """Random numbers fixed by the seed, the strategy and the point in the run: the same after a resume."""
+    return random.Random(f"{ctx.config.seed}:{name}:{state.get('iteration', 0)}:{attempt}:{salt}")
+
+
+def accuracy(candidate: dict[str, Any]) -> float:
+    return candidate["metrics"]["accuracy"]
+
+
+class Admission:
+    """Which specs a strategy may still propose: new to the run, the batch and memory, and within the budget."""
+
+    def __init__(self, ctx: SearchContext, state: SearchState):
+        self.ctx, self.limits = ctx, ctx.limits_now(state)
+        self.taken = {c["id"] for c in state.get("history", [])}
+
+    def admit(self, spec: Any) -> bool:
+        """True (and the spec is taken) when it may be proposed."""
+        if spec.id in self.taken:
+            return False
+        ctx = self.ctx
+        if ctx.memory is not None and ctx.memory.seen(ctx.space, spec.id, ctx.config.dataset):
+            return False
+        cost = ctx.space.cost(spec)
+        if any(limit is not None and cost.get(k, 0) > limit for k, limit in self.limits.items()):
+            return False
+        self.taken.add(spec.id)
+        return True
+
+    def sample(self, rng: random.Random) -> Any | None:
+        ctx = self.ctx
+        for _ in range(SAMPLE_TRIES):
+            spec = ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields())
+            if self.admit(spec):
+                return spec
+        return None
+
+    def fill(self, proposals: list[Proposal], n: int, rng: random.Random, origin: str) -> list[Proposal]:
+        """`proposals` topped up with random new specs to `n`."""
+        while len(proposals) < n and (spec := self.sample(rng)) is not None:
+            proposals.append(proposal(spec, origin))
+        return proposals
+
+
+def proposal(spec: Any, origin: str, note: str = "") -> Proposal:
+    return Proposal(spec=spec.model_dump(mode="json", exclude={"name"}), origin=origin, note=note)
 
 
 class RandomStrategy:
     name = "random"
 
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[dict[str, Any]]:
+    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
         rng = random.Random(hash((ctx.config.seed, state.get("iteration", 0), attempt)))
-        specs = [ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields()) for _ in range(n)]
-        return [s.model_dump(mode="json", exclude={"name"}) for s in specs]
+        return [proposal(ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields()), "random") for _ in range(n)]
+
+
+class LocalSearch:
+    """First improvement: the incumbent's neighbours in a random order fixed per incumbent, a batch at a
+    time; the best of the walk becomes the incumbent. When every neighbour is known, a restart from a
+    random spec begins a new walk."""
+
+    name = "local"
+
+    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+        history, admission = state.get("history", []), Admission(ctx, state)
+        restarts = [i for i, c in enumerate(history) if c["origin"] == "restart"]
+        walk: list[dict[str, Any]] = []
+        if restarts:
+            last = history[restarts[-1]]
+            first = next(
+                i
+                for i in restarts
+                if (history[i]["iteration"], history[i]["attempt"]) == (last["iteration"], last["attempt"])
+            )
+            walk = [c for c in history[first:] if c["status"] == "evaluated"]
+        out: list[Proposal] = []
+        if walk:
+            incumbent = max(walk, key=accuracy)
+            options = neighbours(ctx.space, ctx.space.parse(incumbent["spec"]), ctx.fixed_fields())
+            random.Random(f"{ctx.config.seed}:{incumbent['id']}").shuffle(options)
+            origin = f"neighbour of incumbent {incumbent['id']}"
+            out = _take(options, admission, n, origin)
+        return admission.fill(out, n, seeded(ctx, self.name, state, attempt), "restart")
+
+
+def _take(specs: Iterable[Any], admission: Admission, n: int, origin: str) -> list[Proposal]:
+    """The first `n` admissible specs, in order."""
+    out: list[Proposal] = []
+    for spec in specs:
+        if len(out) == n:
+            break
+        if admission.admit(spec):
+            out.append(proposal(spec, origin))
+    return out
+
+
+class RegularizedEvolution:
+    """Real et al. (2019): the population is the last `population` evaluated candidates (the oldest dies);
+    each child mutates one choice of the best of `sample` members drawn at random."""
+
+    name = "rea"
+
+    def __init__(self, population: int = 10, sample: int = 5):
+        self.population, self.sample = population, sample
+
+    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+        done, admission = evaluated(state), Admission(ctx, state)
+        rng = seeded(ctx, self.name, state, attempt)
+        if len(done) < self.population:
+            return admission.fill([], n, rng, "initial population")
+        population = done[-self.population :]
+        out: list[Proposal] = []
+        for _ in range(n * 20):
+            if len(out) == n:
+                break
+            parent = max(rng.sample(population, min(self.sample, len(population))), key=accuracy)
+            child = mutate(ctx.space, ctx.space.parse(parent["spec"]), rng, ctx.fixed_fields())
+            if admission.admit(child):
+                out.append(proposal(child, f"mutation of {parent['id']}"))
+        return admission.fill(out, n, rng, "random (no new mutation)")
+
+
+class SurrogateSearch:
+    """Bayesian-optimisation style: after `initial` random candidates, a bootstrap MLP ensemble fitted on
+    the history scores every one-choice neighbour of the `parents` best candidates and `explore` random
+    specs by the upper confidence bound mean + kappa * spread; the highest are evaluated."""
+
+    name = "bo"
+
+    def __init__(self, initial: int = 10, parents: int = 5, explore: int = 100, kappa: float = 1.0):
+        self.initial, self.parents, self.explore, self.kappa = initial, parents, explore, kappa
+
+    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+        done, admission = evaluated(state), Admission(ctx, state)
+        rng = seeded(ctx, self.name, state, attempt)
+        if len(done) < self.initial:
+            return admission.fill([], n, rng, "initial random")
+        pool: list[tuple[Any, str]] = []
+        for parent in sorted(done, key=accuracy, reverse=True)[: self.parents]:
+            origin = f"neighbour of {parent['id']}"
+            pool += [(s, origin) for s in neighbours(ctx.space, ctx.space.parse(parent["spec"]), ctx.fixed_fields())]
+        pool = [(s, o) for s, o in pool if admission.admit(s)]
+        pool += [(s, "random") for _ in range(self.explore) if (s := admission.sample(rng)) is not None]
+        return screen(ctx, done, pool, n, self.kappa)
+
+
+def screen(
+    ctx: SearchContext, done: list[dict[str, Any]], pool: list[tuple[Any, str]], n: int, kappa: float
+) -> list[Proposal]:
+    """The `n` specs of `pool` (spec, origin) with the highest surrogate UCB, each noted with its rank."""
+    from tinyarch.tools.surrogate import Surrogate
+
+    if not pool:
+        return []
+    surrogate = Surrogate.fit(
+        ctx.space, [ctx.space.parse(c["spec"]) for c in done], [accuracy(c) for c in done], seed=len(done)
+    )
+    mean, spread = surrogate.predict([s for s, _ in pool])
+    ucb = mean + kappa * spread
+    order = np.argsort(-ucb, kind="stable")[:n]
+    return [
+        proposal(
+            pool[i][0],
+            pool[i][1],
+            f"surrogate rank {r + 1} of {len(pool)}: UCB {ucb[i]:.2f} (mean {mean[i]:.2f} ± {spread[i]:.2f})",
+        )
+        for r, i in enumerate(order)
+    ]
 
 
 class NSGA2Strategy:
     """pymoo's NSGA-II through ask/tell on the space's integer encoding, minimising (-accuracy, MACs).
 
-    The algorithm is a function of the seed and the history: each earlier ask is replayed with the
-    objectives its candidates got. Within one process the algorithm is kept and only told what is
-    new; after a resume it is rebuilt from the checkpointed history.
+    Each ask is a generation of `population` members, evaluated a batch at a time; a generation is
+    told once all its members have an outcome. The algorithm is a function of the seed and the
+    history: every told generation is replayed with the objectives its members got. Within one
+    process the algorithm is kept and only told what is new; after a resume it is rebuilt.
     """
 
     name = "nsga2"
     PENALTY = (0.0, 1e15)  # rejected or failed candidates: no accuracy, unbounded cost
 
-    def __init__(self) -> None:
+    def __init__(self, population: int = 20):
+        self.population = population
         self._algorithm: Any = None
-        self._told: list[tuple[int, int]] = []
+        self._told = 0
         self._asked: Any = None
 
-    def _new_algorithm(self, ctx: SearchContext, n: int) -> Any:
+    def _new_algorithm(self, ctx: SearchContext) -> Any:
         from pymoo.algorithms.moo.nsga2 import NSGA2
         from pymoo.core.problem import Problem
         from pymoo.operators.crossover.sbx import SBX
@@ -52,7 +227,7 @@ class NSGA2Strategy:
         slots = ctx.space.slots()
         problem = Problem(n_var=len(slots), n_obj=2, xl=0, xu=np.array([len(c) - 1 for _, c in slots]), vtype=int)
         algorithm = NSGA2(
-            pop_size=n,
+            pop_size=self.population,
             sampling=IntegerRandomSampling(),
             crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
             mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
@@ -61,31 +236,39 @@ class NSGA2Strategy:
         algorithm.setup(problem, seed=ctx.config.seed, termination=("n_gen", 1_000_000))
         return algorithm
 
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[dict[str, Any]]:
-        ours = sorted(
-            (c for c in state.get("history", []) if c["source"] == self.name),
-            key=lambda c: (c["iteration"], c["attempt"], c["position"]),
-        )
-        groups = [(key, list(group)) for key, group in groupby(ours, key=lambda c: (c["iteration"], c["attempt"]))]
-        keys = [key for key, _ in groups]
-        if self._algorithm is None or keys[: len(self._told)] != self._told:
-            self._algorithm, self._told, self._asked = self._new_algorithm(ctx, n), [], None
-        for key, group in groups[len(self._told) :]:
-            asked = self._asked if self._asked is not None else self._algorithm.ask()
-            self._asked = None
-            objectives = [self._objectives(c) for c in group]
-            if len(objectives) != len(asked):  # a truncated last batch: nothing more to learn from it
+    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+        history = state.get("history", [])
+        done = {c["id"]: c for c in history if c["status"] == "evaluated"}  # a duplicate gets its original's values
+        outcomes = {
+            _member(c["origin"]): self._objectives(done.get(c["id"], c))
+            for c in history
+            if c["source"] == self.name and c["origin"].startswith("generation ")
+        }
+        if self._algorithm is None:
+            self._algorithm, self._told, self._asked = self._new_algorithm(ctx), 0, None
+        while True:
+            if self._asked is None:
+                self._asked = self._algorithm.ask()
+            members = range(len(self._asked))
+            if not all((self._told, k) in outcomes for k in members):
                 break
-            asked.set("F", np.array(objectives))
-            self._algorithm.tell(infills=asked)
-            self._told.append(key)
-        self._asked = self._algorithm.ask()
+            self._asked.set("F", np.array([outcomes[(self._told, k)] for k in members]))
+            self._algorithm.tell(infills=self._asked)
+            self._told, self._asked = self._told + 1, None
+        xs = self._asked.get("X")
+        missing = [k for k in range(len(xs)) if (self._told, k) not in outcomes]
         return [
-            ctx.space.decode([int(v) for v in x], ctx.num_classes).model_dump(mode="json", exclude={"name"})
-            for x in self._asked.get("X")
+            proposal(ctx.space.decode([int(v) for v in xs[k]], ctx.num_classes), f"generation {self._told}, member {k}")
+            for k in missing[:n]
         ]
 
     def _objectives(self, outcome: dict[str, Any]) -> tuple[float, float]:
         if outcome["status"] != "evaluated":
             return self.PENALTY
         return (-outcome["metrics"]["accuracy"], outcome["cost"].get("macs", 0.0))
+
+
+def _member(origin: str) -> tuple[int, int]:
+    """ "generation 3, member 7" -> (3, 7)."""
+    generation, member = origin.removeprefix("generation ").split(", member ")
+    return int(generation), int(member)

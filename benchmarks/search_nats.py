@@ -1,119 +1,320 @@
-"""Search strategies on nats-tss CIFAR-100: best-found accuracy against evaluations, regret, cost.
+"""Search strategies on the NATS-Bench topology space (nats-tss): best accuracy found against evaluations.
 
-Run: .venv/bin/python benchmarks/search_nats.py [--strategies llm nsga2 random --seeds 5 --evals 100]
+Run (the README's table):
 
-Every strategy runs the same graph, checks and table evaluator, with a fresh memory per run so
-no run sees another's results. The table's accuracies are NATS-Bench *test* accuracies: this
-measures search efficiency on a fixed benchmark, not model selection. `--ablate explain` adds
-the LLM strategy without the explanation summaries in its prompts.
+    .venv/bin/python benchmarks/search_nats.py --seeds 5 --evals 100 --llm-evals 50 --jobs 2
+
+Three tasks: CIFAR-100 and ImageNet16-120 unconstrained, and CIFAR-100 under a MACs budget that
+excludes the unconstrained optimum (computed from the table: the largest multiple of 10 M below
+half the optimum's MACs, 90 M; at 75 % the budget would exclude under 2 % of the cells and cost
+the optimum 0.03 points), where only feasible candidates count and the accuracy-MACs hypervolume
+at the end is reported too. Each variant (a strategy, and for the LLM its model) runs once per
+seed with the same graph, checks and table evaluator, and a fresh memory in its own run directory
+so no run sees another's results. Per task and variant the table gives the best accuracy
+found after 10, 25, 50 and 100 evaluations (median and interquartile range over seeds), the regret
+at the end of the variant's budget, the share of evaluated candidates the LLM proposed, LLM tokens
+and wall seconds per evaluation. LLM variants are slow on CPU, so they get `--llm-evals`.
+
+The table's accuracies are NATS-Bench *test* accuracies: this measures search efficiency on a fixed
+benchmark, not model selection. Runs resume after a kill (a run is done when its `done.json`
+exists); `--table-only` tabulates the finished ones without starting any.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tinyarch.agents.runner import run_search
 from tinyarch.config import RunConfig
+from tinyarch.nats import NatsCell
 from tinyarch.rundir import RunDir
+from tinyarch.space import SpecError, load_space
 from tinyarch.tools.evaluators import NatsTableEvaluator
+from tinyarch.tools.pareto import analyse
 
-CHECKPOINTS = (10, 25, 40, 50, 100)
+DEFAULT_LLM = "llamacpp:qwen2.5-coder-0.5b"
+VARIANTS: dict[str, tuple[str, str]] = {
+    "llm": ("llm", DEFAULT_LLM),
+    "llm-1.5b": ("llm", "llamacpp:qwen2.5-coder-1.5b"),
+    "screened": ("screened", DEFAULT_LLM),
+    "local": ("local", DEFAULT_LLM),
+    "rea": ("rea", DEFAULT_LLM),
+    "bo": ("bo", DEFAULT_LLM),
+    "nsga2": ("nsga2", DEFAULT_LLM),
+    "random": ("random", DEFAULT_LLM),
+}
+"""Variant name -> (RunConfig.strategy, RunConfig.llm); the llm string matters only to strategy llm."""
+DEFAULT_VARIANTS = ("local", "rea", "bo", "nsga2", "random", "screened", "llm")
+TASKS: dict[str, tuple[str, bool]] = {
+    "cifar100": ("cifar100", False),
+    "imagenet16-120": ("imagenet16-120", False),
+    "cifar100-macs": ("cifar100", True),
+}
+"""Task name -> (dataset, under the MACs budget)."""
+CHECKPOINTS = (10, 25, 50, 100)
+MACS_STEP = 10_000_000
+MACS_FRACTION = 0.5
+"""The MACs task's budget: the largest multiple of MACS_STEP below this fraction of the optimum's MACs."""
 
 
-def best_so_far(rundir: RunDir) -> list[float]:
-    """Best accuracy after each evaluation, in the order the run evaluated them."""
-    curve, best = [], 0.0
+@dataclass(frozen=True)
+class Task:
+    name: str
+    dataset: str
+    optimum: float
+    """Best accuracy in the whole table (under the budget where there is one): the regret's reference."""
+    macs: int | None = None
+    optimum_macs: int | None = None
+    """MACs of the unconstrained optimum, which the budget excludes."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (task, variant, seed) run; picklable, so a worker process can run it."""
+
+    out: Path
+    task: str
+    dataset: str
+    variant: str
+    seed: int
+    evals: int
+    batch: int
+    macs: int | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}-s{self.seed}"
+
+    @property
+    def root(self) -> Path:
+        return self.out / self.task / self.name
+
+    def config(self) -> RunConfig:
+        strategy, llm = VARIANTS[self.variant]
+        return RunConfig(
+            name=self.name,
+            space="nats-tss",
+            dataset=self.dataset,
+            strategy=strategy,
+            llm=llm,
+            budget_evals=self.evals,
+            batch=self.batch,
+            seed=self.seed,
+            macs=self.macs,
+            memory_path=self.root / "memory",
+        )
+
+
+def load_task(name: str) -> Task:
+    """The task's optimum from the table; for the MACs task also its budget, below the unconstrained optimum's MACs."""
+    dataset, constrained = TASKS[name]
+    table = NatsTableEvaluator(dataset).accuracy
+    if not constrained:
+        return Task(name, dataset, max(table.values()))
+    space, classes = load_space("nats-tss"), 100 if dataset == "cifar100" else 120
+    macs = {arch: space.cost(NatsCell.from_arch_string(arch, classes))["macs"] for arch in table}
+    best = max(table, key=table.__getitem__)
+    budget = max(MACS_STEP, int(MACS_FRACTION * macs[best] - 1) // MACS_STEP * MACS_STEP)
+    optimum = max(acc for arch, acc in table.items() if macs[arch] <= budget)
+    return Task(name, dataset, optimum, budget, macs[best])
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    """Run (or resume) one search unless it is done; never raises, so one crash does not stop the others."""
+    done = spec.root / "done.json"
+    try:
+        config, rundir = spec.config(), RunDir(spec.root)
+        if rundir.config.is_file() and RunConfig.load(rundir.config).model_dump() != config.model_dump():
+            return {"run": str(spec.root), "error": "was started with other settings: remove it or pass another --out"}
+        if done.is_file():
+            return {"run": str(spec.root), "status": "done before"}
+        resume = spec.name if rundir.checkpoints.is_file() else None
+        started = time.perf_counter()
+        run_search(None if resume else config, spec.out / spec.task, resume=resume)
+        seconds = time.perf_counter() - started
+        done.write_text(json.dumps({"seconds": seconds, "resumed": bool(resume)}))
+        return {"run": str(spec.root), "status": "finished", "seconds": seconds}
+    except Exception:
+        return {"run": str(spec.root), "error": traceback.format_exc()}
+
+
+def llm_share(traces: list[dict[str, Any]]) -> float | None:
+    """Fraction of evaluated candidates whose proposal's origin starts with "llm": each evaluation takes the
+    origin from the latest design step that proposed its id (a retried design step replaces its predecessor)."""
+    space, origins, counted = load_space("nats-tss"), {}, {}
+    for t in traces:
+        if t["kind"] != "tool":
+            continue
+        if t["agent"] == "design":
+            for p in t.get("proposals", []):
+                try:
+                    origins[space.parse(p["spec"]).id] = p.get("origin", "")
+                except (SpecError, TypeError, ValueError):
+                    continue
+        elif t["agent"] == "evaluate" and t.get("status") in ("ok", "failed") and t.get("id") not in counted:
+            counted[t["id"]] = origins.get(t["id"], "").startswith("llm")
+    return sum(counted.values()) / len(counted) if counted else None
+
+
+def collect(spec: RunSpec, task: Task) -> dict[str, Any] | None:
+    """A finished run's best-so-far curve (under a budget, of feasible candidates) and costs; None if unfinished."""
+    if not (spec.root / "done.json").is_file():
+        return None
+    rundir = RunDir(spec.root)
+    curve, best, points = [], 0.0, []
     for record in rundir.finished_evaluations().values():
         if record["status"] == "ok":
-            best = max(best, record["metrics"]["accuracy"])
+            accuracy, macs = record["metrics"]["accuracy"], record.get("cost", {}).get("macs")
+            if task.macs is None or (macs is not None and macs <= task.macs):
+                best = max(best, accuracy)
+            if macs is not None:
+                points.append({"accuracy": accuracy, "macs": macs})
         curve.append(best)
-    return curve
-
-
-def run_one(
-    out: Path, strategy: str, seed: int, evals: int, batch: int, explain: bool, llm: str, run: bool = True
-) -> dict | None:
-    name = f"{strategy}{'' if explain else '-noexplain'}-s{seed}"
-    if not run and not (out / name / "done.json").is_file():
-        return None
-    rundir = RunDir(out / name)
-    if not (rundir.root / "done.json").is_file():
-        config = RunConfig(
-            name=name,
-            strategy=strategy,
-            budget_evals=evals,
-            batch=batch,
-            seed=seed,
-            llm=llm,
-            memory_path=rundir.root / "memory",
-            use_explanations=explain,
-        )
-        started = time.perf_counter()
-        resume = name if rundir.checkpoints.is_file() else None
-        run_search(None if resume else config, out, resume=resume)
-        (rundir.root / "done.json").write_text(json.dumps({"seconds": time.perf_counter() - started}))
-    seconds = json.loads((rundir.root / "done.json").read_text())["seconds"]
-    llm_calls = [t for t in rundir.read_traces() if t["kind"] == "llm"]
-    curve = best_so_far(rundir)
+    traces = rundir.read_traces()
+    llm_calls = [t for t in traces if t["kind"] == "llm"]
     return {
-        "strategy": name.rsplit("-s", 1)[0],
-        "seed": seed,
-        "curve": curve,
-        "seconds": seconds,
-        "tokens": sum(t["prompt_tokens"] + t["completion_tokens"] for t in llm_calls),
+        "task": spec.task,
+        "variant": spec.variant,
+        "seed": spec.seed,
+        "budget": RunConfig.load(rundir.config).budget_evals,
         "evals": len(curve),
+        "curve": curve,
+        "regret": task.optimum - best,
+        "hypervolume": analyse(points, {"macs": task.macs}).hypervolume if task.macs else None,
+        **{k: v for k, v in json.loads((spec.root / "done.json").read_text()).items() if k in ("seconds", "resumed")},
+        "tokens": sum((t.get("prompt_tokens") or 0) + (t.get("completion_tokens") or 0) for t in llm_calls),
+        "llm_share": llm_share(traces),
     }
 
 
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+def spread(values: list[float], digits: int = 2) -> str:
+    """Median and interquartile range, e.g. `72.10 (71.5-72.9)`."""
+    median = statistics.median(values)
+    if len(values) < 2:
+        return f"{median:.{digits}f}"
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return f"{median:.{digits}f} ({q1:.{digits - 1}f}-{q3:.{digits - 1}f})"
+
+
+def task_table(task: Task, results: list[dict[str, Any]], variants: list[str]) -> Table:
+    """One task's table: a row per variant with any finished run."""
+    rows = [(v, [r for r in results if r["task"] == task.name and r["variant"] == v]) for v in variants]
+    rows = [(v, runs) for v, runs in rows if runs]
+    top = max((r["budget"] for _, runs in rows for r in runs), default=max(CHECKPOINTS))
+    checkpoints = [c for c in CHECKPOINTS if c <= top]
+    if task.macs is None:
+        title = f"nats-tss {task.dataset}, unconstrained (optimum {task.optimum:.2f})"
+    else:
+        title = (
+            f"nats-tss {task.dataset}, MACs <= {task.macs / 1e6:.0f} M ({MACS_FRACTION:.0%} of the unconstrained "
+            f"optimum's {task.optimum_macs / 1e6:.1f} M, rounded down to 10 M; best feasible {task.optimum:.2f})"
+        )
+    table = Table(title=f"{title}\nbest test accuracy found, median (interquartile range) over seeds")
+    columns = ["variant", "runs", "evals", *(f"@{c}" for c in checkpoints), "regret"]
+    columns += ["hypervolume"] if task.macs else []
+    columns += ["LLM share", "tokens/eval", "s/eval"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for variant, runs in rows:
+        budget = max(r["budget"] for r in runs)
+        at = [
+            spread([r["curve"][min(c, len(r["curve"])) - 1] if r["curve"] else 0.0 for r in runs])
+            if c <= budget
+            else "-"
+            for c in checkpoints
+        ]
+        cells = [variant, str(len(runs)), str(budget), *at, f"{statistics.median(r['regret'] for r in runs):.2f}"]
+        if task.macs:
+            cells.append(spread([r["hypervolume"] for r in runs], 3))
+        shares = [r["llm_share"] for r in runs if r["llm_share"] is not None]
+        is_llm = VARIANTS[variant][0] == "llm"
+        cells.append(f"{100 * statistics.median(shares):.0f} %" if is_llm and shares else "-")
+        evals = [max(r["evals"], 1) for r in runs]
+        cells.append(f"{statistics.median(r['tokens'] / n for r, n in zip(runs, evals, strict=True)):,.0f}")
+        seconds = statistics.median(r["seconds"] / n for r, n in zip(runs, evals, strict=True))
+        cells.append(f"{seconds:.2f}{'*' if any(r.get('resumed') for r in runs) else ''}")
+        table.add_row(*cells)
+    if any(r.get("resumed") for _, runs in rows for r in runs):
+        table.caption = "* some runs were resumed after a kill: their time counts only the last session"
+    return table
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--strategies", nargs="+", default=["llm", "nsga2", "random"])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--evals", type=int, default=100)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--strategies", nargs="+", choices=list(VARIANTS), default=list(DEFAULT_VARIANTS))
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    parser.add_argument("--evals", type=int, default=100, help="evaluations per run")
+    parser.add_argument(
+        "--llm-evals", type=int, default=50, help="evaluations per run of strategy llm (at most --evals)"
+    )
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--llm", default="llamacpp:qwen2.5-coder-0.5b")
-    parser.add_argument("--ablate", choices=["explain"], default=None)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/search-nats"))
     parser.add_argument("--table-only", action="store_true", help="tabulate the finished runs, start none")
     args = parser.parse_args()
 
-    variants = [(s, True) for s in args.strategies]
-    if args.ablate == "explain":  # add the LLM without explanation summaries in its prompts
-        variants.append(("llm", False))
-    runs = (
-        run_one(args.out, s, seed, args.evals, args.batch, explain, args.llm, not args.table_only)
-        for s, explain in variants
+    console = Console(width=180)
+    tasks = {name: load_task(name) for name in args.tasks}
+    specs = [
+        RunSpec(
+            args.out,
+            task.name,
+            task.dataset,
+            variant,
+            seed,
+            min(args.llm_evals, args.evals) if VARIANTS[variant][0] == "llm" else args.evals,
+            args.batch,
+            task.macs,
+        )
+        for task in tasks.values()
+        for variant in args.strategies
         for seed in range(args.seeds)
-    )
-    results = [r for r in runs if r is not None]
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    ]
+    failed = []
+    if not args.table_only:
+        todo = sorted(specs, key=lambda s: VARIANTS[s.variant][0] != "llm")  # the slow ones first
+        if args.jobs > 1:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+                outcomes = (f.result() for f in as_completed([pool.submit(run_one, s) for s in todo]))
+                failed = report(console, outcomes)
+        else:
+            failed = report(console, (run_one(s) for s in todo))
 
-    optimum = NatsTableEvaluator("cifar100").optimum
-    table = Table(
-        title=f"nats-tss CIFAR-100, {args.evals} evaluations: best accuracy found, median \\[min-max] over seeds"
-    )
-    at_columns = [f"@{c}" for c in CHECKPOINTS if c <= args.evals]
-    for col in ("strategy", "seeds", *at_columns, "regret", "tokens/eval", "s/eval"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
-    for strategy in dict.fromkeys(r["strategy"] for r in results):
-        runs = [r for r in results if r["strategy"] == strategy]
-        at = [summary([r["curve"][min(c, len(r["curve"])) - 1] for r in runs]) for c in CHECKPOINTS if c <= args.evals]
-        regret = summary([optimum - r["curve"][-1] for r in runs])
-        tokens = statistics.median(r["tokens"] / r["evals"] for r in runs)
-        seconds = statistics.median(r["seconds"] / r["evals"] for r in runs)
-        table.add_row(strategy, str(len(runs)), *at, regret, f"{tokens:,.0f}", f"{seconds:.2f}")
-    Console(width=160).print(table)
+    results = [r for r in (collect(s, tasks[s.task]) for s in specs) if r is not None]
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = {"tasks": {name: asdict(task) for name, task in tasks.items()}, "runs": results}
+    (args.out / "results.json").write_text(json.dumps(summary, indent=2))
+    for task in tasks.values():
+        console.print(task_table(task, results, args.strategies))
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+
+
+def report(console: Console, outcomes: Any) -> list[str]:
+    """Print each run as it ends (a failure with its traceback); returns the failed runs."""
+    failed = []
+    for outcome in outcomes:
+        if "error" in outcome:
+            failed.append(outcome["run"])
+            console.print(f"[red]{escape(outcome['run'])} failed[/red]\n{escape(outcome['error'])}", highlight=False)
+        elif outcome["status"] == "finished":
+            console.print(f"{outcome['run']}: {outcome['seconds']:.1f} s", highlight=False)
+    return failed
 
 
 if __name__ == "__main__":

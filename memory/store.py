@@ -101,13 +101,27 @@ class Memory:
             out.append(Recalled(json.loads(doc), metrics, meta["dataset"], meta["run"], meta["status"], float(dist)))
         return out
 
-    def add_lesson(self, text: str, run: str, iteration: int) -> None:
-        self.lessons.upsert(
-            ids=[f"{run}:{iteration}"], documents=[text], metadatas=[{"run": run, "iteration": iteration}]
-        )
+    def add_lesson(self, text: str, run: str, iteration: int, space: str = "", dataset: str = "") -> None:
+        metadata = {"run": run, "iteration": iteration, "space": space, "dataset": dataset}
+        self.lessons.upsert(ids=[f"{run}:{iteration}"], documents=[text], metadatas=[metadata])
 
-    def relevant_lessons(self, query: str, k: int = 3) -> list[str]:
-        count = self.lessons.count()
-        if count == 0:
+    def relevant_lessons(
+        self,
+        query: str,
+        k: int = 3,
+        space: str | None = None,
+        dataset: str | None = None,
+        exclude_run: str | None = None,
+    ) -> list[str]:
+        """The `k` lessons nearest to `query`, from runs on `space` and `dataset` other than `exclude_run`."""
+        if self.lessons.count() == 0:
             return []
-        return list(self.lessons.query(query_texts=[query], n_results=min(k, count))["documents"][0])
+        conditions: list[dict[str, Any]] = [{"space": space}] if space else []
+        conditions += [{"dataset": dataset}] if dataset else []
+        conditions += [{"run": {"$ne": exclude_run}}] if exclude_run else []
+        where = conditions[0] if len(conditions) == 1 else ({"$and": conditions} if conditions else None)
+        matching = self.lessons.get(where=where, include=[])["ids"] if where else None
+        if matching is not None and not matching:
+            return []
+        n = min(k, len(matching) if matching is not None else self.lessons.count())
+        return list(self.lessons.query(query_texts=[query], n_results=n, where=where)["documents"][0])

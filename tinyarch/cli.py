@@ -376,7 +376,12 @@ def search_cmd(
     name: Annotated[str | None, typer.Option(help="Run name (runs/NAME).")] = None,
     space: Annotated[str | None, typer.Option(help="mcu | nats-tss | a YAML path.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset (nats: cifar10 | cifar100 | imagenet16-120).")] = None,
-    strategy: Annotated[str | None, typer.Option(help="llm | nsga2 | random.")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="llm | screened (the llm loop with random edits: the ablation) | local | rea | bo | nsga2 | random."
+        ),
+    ] = None,
     llm: Annotated[str | None, typer.Option(help="llamacpp:[NAME|PATH] | ollama:MODEL | openai:MODEL.")] = None,
     llm_url: Annotated[str | None, typer.Option("--llm-url", "--ollama-url", "--base-url", help="Server URL.")] = None,
     evaluator: Annotated[str | None, typer.Option(help="nats | proxy.")] = None,

@@ -39,7 +39,11 @@ class RunConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     space: str = "nats-tss"
     dataset: str = "cifar100"
-    strategy: Literal["llm", "nsga2", "random"] = "llm"
+    strategy: Literal["llm", "screened", "local", "rea", "bo", "nsga2", "random"] = Field(
+        default="llm",
+        description="llm: the Designer agent; screened: its loop with random edits in place of the LLM (the "
+        "ablation); local, rea, bo, nsga2, random: classic searches",
+    )
     llm: str = "llamacpp:qwen2.5-coder-0.5b"
     llm_url: str | None = None
     evaluator: Literal["nats", "proxy"] = "nats"

@@ -15,9 +15,7 @@ blocks skipped) measured on a few dozen validation images.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -35,6 +33,7 @@ from torch import nn
 from tinyarch.builder import SqueezeExcite, TinyNet
 from tinyarch.space import SearchSpace, SpecError
 from tinyarch.spec import ArchSpec
+from tinyarch.tools.surrogate import OneHot, bootstrap_counts, fit_ensemble, single_thread
 
 MIN_CANDIDATES = 12
 """Below this many candidates with a target, a surrogate says nothing worth a prompt line."""
@@ -49,8 +48,6 @@ TARGETS: dict[str, tuple[str, bool]] = {
 """Target name -> (history section, fitted on the log scale)."""
 MEMBERS = 5
 FOLDS = 4
-HIDDEN = 16
-FIT_STEPS = 200
 IG_STEPS = 32
 Z90 = 1.645
 """Half-width of a two-sided 90 % normal interval, in standard deviations."""
@@ -152,10 +149,10 @@ def design_effects(space: SearchSpace, history: Sequence[dict[str, Any]], seed: 
         except (SpecError, KeyError):
             continue  # a candidate outside the space cannot be encoded; it says nothing about the space's choices
         rows.append(item)
-    encoding = _OneHot(space)
+    encoding = OneHot(space)
     x = torch.tensor(np.array([encoding.encode(s) for s in specs]).reshape(len(specs), len(encoding.labels)))
     result = DesignEffects(candidates=len(specs))
-    with _single_thread():
+    with single_thread():
         for target, (section, log) in TARGETS.items():
             keep, y = _target_values(rows, section, target, log)
             if len(keep) < MIN_CANDIDATES:
@@ -182,56 +179,17 @@ def _target_values(rows: list[dict[str, Any]], section: str, target: str, log: b
     return keep, np.array(values, dtype=np.float32)
 
 
-class _OneHot:
-    """One column per slot choice; a slot a spec does not use (dsconv's expansion) is all zeros."""
-
-    def __init__(self, space: SearchSpace):
-        self.space = space
-        self.slots = space.slots()
-        self.labels: list[str] = []
-        self.pooled: list[str | None] = []
-        self.slot_of: list[int] = []
-        kinds = [_slot_kind(path) for path, _ in self.slots]
-        for s, (path, choices) in enumerate(self.slots):
-            shared = kinds.count(kinds[s]) > 1
-            for choice in choices:
-                self.labels.append(f"{path}={_format_value(choice)}")
-                self.pooled.append(f"{kinds[s]}={_format_value(choice)}" if shared else None)
-                self.slot_of.append(s)
-
-    def encode(self, spec: Any) -> np.ndarray:
-        values = self.space.values(spec)
-        row = np.zeros(len(self.labels), dtype=np.float32)
-        offset = 0
-        for path, choices in self.slots:
-            if path in values:
-                row[offset + choices.index(values[path])] = 1.0
-            offset += len(choices)
-        return row
-
-
-def _slot_kind(path: str) -> str:
-    """`edge_2_0` -> `edge_*`; `stages[3].se_ratio` and `head.activation` -> `*.se_ratio`, `*.activation`."""
-    last = re.split(r"[.\]]", path)[-1]
-    prefix = re.sub(r"(_\d+)+$", "", last)
-    return f"{prefix}_*" if prefix != last else f"*.{last}"
-
-
-def _format_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _explain_target(
-    encoding: _OneHot, x: torch.Tensor, y: torch.Tensor, target: str, log: bool, seed: int
+    encoding: OneHot, x: torch.Tensor, y: torch.Tensor, target: str, log: bool, seed: int
 ) -> tuple[TargetFit, list[Effect]]:
     """K-fold held-out Spearman and the final ensemble's effects, all members trained in one batched run."""
     n = len(y)
     g = torch.Generator().manual_seed(seed)
     fold = torch.randperm(n, generator=g) % FOLDS
     allowed = [fold != k for k in range(FOLDS) for _ in range(MEMBERS)] + [torch.ones(n, dtype=torch.bool)] * MEMBERS
-    weights = torch.stack([_bootstrap_counts(mask, g) for mask in allowed])
+    weights = torch.stack([bootstrap_counts(mask, g) for mask in allowed])
     scale = y.std().clamp(min=1e-8)
-    net = _fit(x, (y - y.mean()) / scale, weights, g)
+    net = fit_ensemble(x, (y - y.mean()) / scale, weights, g)
 
     with torch.no_grad():
         out = net(x)
@@ -274,53 +232,6 @@ def _effects(target: str, labels: list[str], sums: torch.Tensor, counts: torch.T
         for j, label in enumerate(labels)
         if counts[j] > 0
     ]
-
-
-def _bootstrap_counts(allowed: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """How often each candidate is drawn when resampling the allowed ones with replacement."""
-    pool = allowed.nonzero().squeeze(1)
-    draws = pool[torch.randint(len(pool), (len(pool),), generator=g)]
-    return torch.bincount(draws, minlength=len(allowed)).float()
-
-
-class _Ensemble(nn.Module):
-    """Independent one-hidden-layer SiLU MLPs evaluated in one batched matmul; output (N, members)."""
-
-    def __init__(self, inputs: int, members: int, g: torch.Generator):
-        super().__init__()
-        self.w1 = nn.Parameter(torch.randn(members, inputs, HIDDEN, generator=g) / math.sqrt(inputs))
-        self.b1 = nn.Parameter(torch.zeros(members, 1, HIDDEN))
-        self.w2 = nn.Parameter(torch.randn(members, HIDDEN, 1, generator=g) / math.sqrt(HIDDEN))
-        self.b2 = nn.Parameter(torch.zeros(members, 1, 1))
-
-    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
-        w1, b1, w2, b2 = self.w1[members], self.b1[members], self.w2[members], self.b2[members]
-        hidden = F.silu(torch.baddbmm(b1, x.unsqueeze(0).expand(len(w1), -1, -1), w1))
-        return torch.baddbmm(b2, hidden, w2).squeeze(2).T
-
-
-def _fit(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, g: torch.Generator) -> _Ensemble:
-    """Full-batch AdamW on each member's bootstrap-weighted squared error (weight decay keeps 200 points sane)."""
-    net = _Ensemble(x.shape[1], len(weights), g)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.1)
-    total = weights.sum(1)
-    for _ in range(FIT_STEPS):
-        opt.zero_grad()
-        loss = ((((net(x) - y[:, None]) ** 2) * weights.T).sum(0) / total).sum()
-        loss.backward()
-        opt.step()
-    return net.eval()
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Tiny batched MLPs run fastest on one thread; on a busy 2-core machine two threads were 20-40x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # -------------------------------------------------------------------------------------------- model level
@@ -542,7 +453,7 @@ def explain_model_dir(
     data = load_data(trained.dataset, data_dir, seed=0)
     spec = trained.spec
     x = to_model_input(data.val.images[:images], data.info.mean, data.info.std, spec.resolution, spec.in_channels)
-    with _single_thread():
+    with single_thread():
         explanation = model_explanation(trained.model, spec, x, data.val.labels[:images], model_dir, steps)
     cached.write_text(explanation.model_dump_json(indent=2))
     return explanation

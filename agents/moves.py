@@ -1,0 +1,106 @@
+"""Moves in a search space that every strategy shares: neighbours, mutation, edits and budget repair.
+
+A move works on the space's choice encoding, so it is the same for cells and hierarchical specs.
+`frozen` slot paths (such as `in_channels`, given by the task) are never changed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tinyarch.budget import BudgetBreach
+from tinyarch.space import SearchSpace, SpecError, Violation
+
+Limits = Mapping[str, float | None]
+REPAIR_STEPS = 16
+"""Greedy repair gives up after this many one-choice moves."""
+BUDGET_NAMES = {"peak_sram": "sram", "flash": "flash", "macs": "macs"}
+"""Cost key (as `SearchSpace.cost` names it) -> budget name (as `BudgetBreach` names it)."""
+
+
+def neighbours(space: SearchSpace, spec: Any, frozen: Iterable[str] = ()) -> list[Any]:
+    """Every valid spec that differs from `spec` in exactly one choice, in slot order, choices in order."""
+    vector, frozen = space.encode(spec), set(frozen)
+    found: dict[str, Any] = {}
+    for position, (path, choices) in enumerate(space.slots()):
+        if path in frozen:
+            continue
+        for index in range(len(choices)):
+            if index == vector[position]:
+                continue
+            candidate = space.decode([*vector[:position], index, *vector[position + 1 :]], spec.num_classes)
+            if candidate.id != spec.id and candidate.id not in found and not space.violations(candidate):
+                found[candidate.id] = candidate
+    return list(found.values())
+
+
+def mutate(space: SearchSpace, spec: Any, rng: random.Random, frozen: Iterable[str] = ()) -> Any:
+    """A uniformly drawn one-choice neighbour (the spec itself when it has none)."""
+    options = neighbours(space, spec, frozen)
+    return rng.choice(options) if options else spec
+
+
+def edit(space: SearchSpace, spec: Any, changes: Mapping[str, Any]) -> Any:
+    """`spec` with the slot values in `changes` (path -> value); SpecError names a bad path or value."""
+    slots = dict(space.slots())
+    problems = [Violation(path, "no such choice in the space") for path in changes if path not in slots]
+    problems += [
+        Violation(path, f"{value!r} is not one of {slots[path]}")
+        for path, value in changes.items()
+        if path in slots and value not in slots[path]
+    ]
+    if problems:
+        raise SpecError(problems)
+    vector = space.encode(spec)
+    for position, (path, choices) in enumerate(space.slots()):
+        if path in changes:
+            vector[position] = choices.index(changes[path])
+    return space.parse(space.decode(vector, spec.num_classes))
+
+
+def breaches(cost: Mapping[str, float], limits: Limits) -> list[BudgetBreach]:
+    """The limits that `cost` breaks, each with its excess: the one budget check of the search."""
+    return [
+        BudgetBreach(BUDGET_NAMES[k], int(cost[k]), int(limit))
+        for k, limit in limits.items()
+        if limit is not None and k in cost and cost[k] > limit
+    ]
+
+
+def overshoot(cost: Mapping[str, float], limits: Limits) -> float:
+    """How far `cost` is over its limits: the sum of relative excesses, 0 when it fits."""
+    return sum(b.excess / b.limit for b in breaches(cost, limits))
+
+
+def repair(space: SearchSpace, spec: Any, limits: Limits, frozen: Iterable[str] = ()) -> tuple[Any, list[str]] | None:
+    """The feasible spec reached from `spec` by the fewest greedy one-choice moves, and the moves made.
+
+    Each step takes the neighbour with the smallest overshoot (ties: the larger MACs, so the least
+    capacity is given up), e.g. a narrower stage, fewer blocks or a lower resolution. None when
+    REPAIR_STEPS moves do not reach the budget.
+    """
+    frozen, moves = list(frozen), []
+    current, over = spec, overshoot(space.cost(spec), limits)
+    for _ in range(REPAIR_STEPS):
+        if over == 0:
+            return current, moves
+        scored = []
+        for candidate in neighbours(space, current, frozen):
+            cost = space.cost(candidate)
+            scored.append((overshoot(cost, limits), -cost.get("macs", 0), candidate))
+        if not scored:
+            return None
+        best_over, _, best = min(scored, key=lambda t: (t[0], t[1]))
+        if best_over >= over:
+            return None
+        moves.append(describe_change(space, current, best))
+        current, over = best, best_over
+    return (current, moves) if over == 0 else None
+
+
+def describe_change(space: SearchSpace, before: Any, after: Any) -> str:
+    """`path: old -> new` for each slot that differs."""
+    old, new = space.values(before), space.values(after)
+    return ", ".join(f"{p}: {old.get(p)} -> {new.get(p)}" for p, _ in space.slots() if old.get(p) != new.get(p))

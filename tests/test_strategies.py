@@ -1,0 +1,143 @@
+"""Moves, the classic strategies and the screened pool: budgets, provenance, repair, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tinyarch.agents.moves import breaches, edit, neighbours, overshoot, repair
+from tinyarch.agents.runner import run_search
+from tinyarch.config import RunConfig
+from tinyarch.rundir import RunDir
+from tinyarch.space import SearchSpace, SpecError, load_space
+
+NATS = load_space("nats-tss")
+CLASSIC = ["local", "rea", "bo", "nsga2"]
+
+
+@pytest.fixture(scope="module")
+def nats_table() -> None:
+    from tinyarch.tools.evaluators import EvaluatorError, find_nats_table
+
+    try:
+        find_nats_table()
+    except EvaluatorError as e:
+        pytest.skip(f"no NATS table: {e}")
+
+
+def test_neighbours_differ_in_exactly_one_choice() -> None:
+    cell = NATS.sample(random.Random(0), 100)
+    found = neighbours(NATS, cell)
+    assert len(found) == 6 * 4 == len({c.id for c in found})
+    for other in found:
+        assert sum(a != b for a, b in zip(NATS.encode(cell), NATS.encode(other), strict=True)) == 1
+
+
+def test_neighbours_keep_frozen_fields(mcu: SearchSpace) -> None:
+    spec = mcu.sample(random.Random(1), 10, in_channels=1)
+    found = neighbours(mcu, spec, frozen={"in_channels": 1})
+    assert found and all(s.in_channels == 1 and not mcu.violations(s) for s in found)
+
+
+def test_edit_names_bad_fields_and_values() -> None:
+    cell = NATS.sample(random.Random(0), 100)
+    assert edit(NATS, cell, {"edge_1_0": "none"}).edge_1_0.value == "none"
+    with pytest.raises(SpecError, match="edge_9_9: no such choice"):
+        edit(NATS, cell, {"edge_9_9": "none"})
+    with pytest.raises(SpecError, match="edge_1_0: 'conv_9x9' is not one of"):
+        edit(NATS, cell, {"edge_1_0": "conv_9x9"})
+
+
+def test_repair_reaches_the_budget_with_few_moves(mcu: SearchSpace) -> None:
+    rng = random.Random(3)
+    limits = {"macs": 5e6, "peak_sram": 64 * 1024, "flash": None}
+    repaired = 0
+    for _ in range(5):
+        spec = mcu.sample(rng, 10, in_channels=1)
+        if overshoot(mcu.cost(spec), limits) == 0:
+            continue
+        result = repair(mcu, spec, limits, frozen={"in_channels": 1})
+        assert result is not None
+        fixed, moves = result
+        assert not breaches(mcu.cost(fixed), limits) and 1 <= len(moves) <= 16
+        assert fixed.in_channels == 1 and all("->" in m for m in moves)
+        repaired += 1
+    assert repaired >= 3
+    assert repair(mcu, spec, {"macs": 1, "peak_sram": None, "flash": None}) is None  # nothing fits 1 MAC
+
+
+@pytest.mark.parametrize("strategy", [*CLASSIC, "screened"])
+def test_strategies_spend_the_budget_on_new_feasible_specs(strategy: str, nats_table: None, tmp_path: Path) -> None:
+    config = RunConfig(
+        name=strategy, strategy=strategy, budget_evals=40, batch=4, macs="60M", memory_path=tmp_path / "m"
+    )
+    state = run_search(config, tmp_path / "runs")
+    done = [c for c in state["history"] if c["status"] == "evaluated"]
+    assert len(done) == 40 == len({c["id"] for c in done})
+    assert all(c["cost"]["macs"] <= 60e6 for c in done)
+    if strategy != "nsga2":  # NSGA-II's own variation does not look at the budget; the checks reject for it
+        assert not [c for c in state["history"] if c["status"] == "rejected"]
+    assert all(c["origin"] for c in done)
+    if strategy in ("bo", "screened"):
+        assert any(c["note"].startswith(("surrogate rank", "screen rank")) and "UCB" in c["note"] for c in done)
+
+
+def test_local_search_walks_from_its_incumbent(nats_table: None, tmp_path: Path) -> None:
+    config = RunConfig(name="walk", strategy="local", budget_evals=24, batch=4, memory_path=tmp_path / "m")
+    state = run_search(config, tmp_path / "runs")
+    done = [c for c in state["history"] if c["status"] == "evaluated"]
+    assert [c["origin"] for c in done[:4]] == ["restart"] * 4
+    by_id = {c["id"]: c for c in done}
+    for c in done[4:]:
+        if c["origin"].startswith("neighbour of incumbent "):
+            parent = by_id[c["origin"].rsplit(" ", 1)[1]]
+            earlier = [d for d in done if d["iteration"] < c["iteration"]]  # 24 evaluations need no restart
+            assert parent["metrics"]["accuracy"] == max(d["metrics"]["accuracy"] for d in earlier)
+            assert c["id"] in {n.id for n in neighbours(NATS, NATS.parse(parent["spec"]))}
+
+
+def _search(tmp_path: Path, name: str, strategy: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tinyarch.cli", "search", "--name", name, "--strategy", strategy]
+    command += ["--budget-evals", "60", "--batch", "4", "--runs-dir", str(tmp_path / "runs")]
+    env = {**os.environ, "HOME": str(tmp_path / f"home-{name}")}  # a memory of its own
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("strategy", [*CLASSIC, "screened"])
+def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, nats_table: None, tmp_path: Path) -> None:
+    victim = _search(tmp_path, "victim", strategy)
+    evaluations = tmp_path / "runs" / "victim" / "evaluations.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not evaluations.is_file() or len(evaluations.read_text().splitlines()) < 20):
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert 20 <= len(evaluations.read_text().splitlines()) < 60
+    straight = _search(tmp_path, "straight", strategy)
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+
+    command = [
+        sys.executable,
+        "-m",
+        "tinyarch.cli",
+        "search",
+        "--resume",
+        "victim",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    ]
+    env = {**os.environ, "HOME": str(tmp_path / "home-victim")}
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    ids = [json.loads(line)["id"] for line in evaluations.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 60  # nothing evaluated twice, nothing lost
+    reference = RunDir(tmp_path / "runs" / "straight").finished_evaluations()
+    assert ids == list(reference)  # the same search as the uninterrupted run
