@@ -11,10 +11,10 @@ from tinyarch.prompts import render
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "advice": {"type": "string", "maxLength": 400},
+        "advice": {"type": "string", "maxLength": 300},
         "try_next": {"type": "array", "items": {"type": "string", "maxLength": 120}, "maxItems": 3},
         "avoid": {"type": "array", "items": {"type": "string", "maxLength": 120}, "maxItems": 3},
-        "why": {"type": "string", "maxLength": 300},
+        "why": {"type": "string", "maxLength": 200},
         "decision": {"enum": ["continue", "stop"]},
         "reason": {"type": "string", "maxLength": 200},
     },

@@ -17,6 +17,8 @@ One design step:
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,14 +31,20 @@ from tinyarch.agents.strategies import Admission, accuracy, proposal, seeded
 from tinyarch.prompts import render
 from tinyarch.space import SpecError
 
-HISTORY_SHOWN = 12
+HISTORY_SHOWN = 8
 """Evaluated candidates shown to the Designer (the most accurate), and the ones it may edit."""
-EDITS_PER_BATCH = 2
-"""Edits asked for per batch slot, so the screen chooses among about twice the batch."""
+EDITS_PER_BATCH = 1
+"""Edits asked for per batch slot: each costs the 0.5B model about a second on 2 cores."""
+EDITABLE = 4
+"""The Designer edits the most accurate few: a small model otherwise spends edits on the worst."""
+MAX_CHANGES = 2
+"""Choices one edit may change."""
 DESIGNS = 1
 """Whole designs asked for per call: a few hundred tokens each for `mcu`, so few."""
-POOL_PER_BATCH = 2
+POOL_PER_BATCH = 4
 """Classic moves top the pool up to this many specs per batch slot, so the screen always has a choice."""
+FALLBACK_DRAWS = 200
+"""Random specs (each repaired to the budget) the fallback draws at most, so a full space cannot stall it."""
 SURROGATE_MIN = 10
 """Evaluated candidates needed before the surrogate replaces the cost prior as the screen."""
 KAPPA = 1.0
@@ -76,27 +84,23 @@ class LLMDesigner:
     strategy = "llm"
 
     def schema(self, ctx: SearchContext, shown: list[dict[str, Any]], edits: int) -> dict[str, Any]:
+        """Edits as `{"of": "c12", "set": [{"edge_3_2": "nor_conv_3x3"}]}`: about 20 tokens each for a small model."""
         change = {
             "anyOf": [
-                {
-                    "type": "object",
-                    "properties": {"field": {"const": path}, "value": {"enum": choices}},
-                    "required": ["field", "value"],
-                    "additionalProperties": False,
-                }
-                for path, choices in ctx.space.slots()
-                if path not in ctx.fixed_fields()
+                {"type": "object", "properties": {p: {"enum": c}}, "required": [p], "additionalProperties": False}
+                for p, c in ctx.space.slots()
+                if p not in ctx.fixed_fields()
             ]
         }
-        properties: dict[str, Any] = {"rationale": {"type": "string", "maxLength": 160}}
+        properties: dict[str, Any] = {"rationale": {"type": "string", "maxLength": 80}}
         if shown:
             properties["edits"] = {
                 "type": "array",
                 "items": {
                     "type": "object",
                     "properties": {
-                        "of": {"enum": [label(i) for i in range(len(shown))]},
-                        "set": {"type": "array", "items": change, "minItems": 1, "maxItems": 2},
+                        "of": {"enum": [label(i) for i in range(len(shown))][-EDITABLE:]},
+                        "set": {"type": "array", "items": change, "minItems": 1, "maxItems": MAX_CHANGES},
                     },
                     "required": ["of", "set"],
                     "additionalProperties": False,
@@ -133,7 +137,7 @@ class LLMDesigner:
             num_classes=ctx.num_classes,
             space_name=ctx.space.name,
             budget=ctx.budget_text(state),
-            choices=choices_text(ctx),
+            choices=choices_text(ctx, evaluated(state)),
             lessons=lessons_text(ctx),
             directives="; ".join(state.get("directives", [])) or "(none)",
             advice=advice_text,
@@ -167,7 +171,7 @@ class LLMDesigner:
         labels = {label(i): c for i, c in enumerate(shown)}
         for e in answer.get("edits", []):
             base = labels.get(e.get("of")) if isinstance(e, dict) else None
-            changes = {c.get("field"): c.get("value") for c in e.get("set", []) if isinstance(c, dict)} if base else {}
+            changes = {k: v for change in e.get("set", []) for k, v in change.items()} if base else {}
             if base and changes:
                 out.append(Idea(f"llm edit of {base['id']}", base=base, changes=changes))
         return out
@@ -189,8 +193,8 @@ class RandomEditor:
             for _ in range(DESIGNS)
         ]
         for _ in range(edits if shown else 0):
-            base = rng.choice(shown)
-            picked = rng.sample(slots, rng.choice((1, 2)))
+            base = rng.choice(shown[-EDITABLE:])
+            picked = rng.sample(slots, rng.choice(range(1, MAX_CHANGES + 1)))
             out.append(Idea(f"random edit of {base['id']}", base=base, changes={p: rng.choice(c) for p, c in picked}))
         return out
 
@@ -203,59 +207,55 @@ class ScreenedPool:
 
     def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
         shown, admission = shown_candidates(state), Admission(ctx, state)
-        limits = ctx.limits_now(state)
-        pool: list[tuple[Any, str]] = []
-        for idea in self.proposer.ideas(ctx, state, shown, EDITS_PER_BATCH * n, attempt):
-            try:
-                spec = (
-                    ctx.space.parse(idea.spec)
-                    if idea.base is None
-                    else edit(ctx.space, ctx.space.parse(idea.base["spec"]), idea.changes or {})
-                )
-            except SpecError as e:
-                ctx.rundir.trace(
-                    "tool",
-                    state.get("iteration", 0),
-                    "screen",
-                    origin=idea.origin,
-                    status="invalid",
-                    reason=str(e)[:300],
-                )
-                continue
-            origin = idea.origin
-            if overshoot(ctx.space.cost(spec), limits) > 0:
-                fixed = repair(ctx.space, spec, limits, ctx.fixed_fields())
-                if fixed is None:
-                    continue
-                origin += f" (repaired to the budget: {'; '.join(fixed[1])})"
-                spec = fixed[0]
-            if admission.admit(spec):
-                pool.append((spec, origin))
-        pool += fallback(ctx, state, admission, POOL_PER_BATCH * n - len(pool), attempt, self.name)
-        return screen_pool(ctx, state, pool, n)
+        pool = admitted(ctx, state, admission, self.proposer.ideas(ctx, state, shown, EDITS_PER_BATCH * n, attempt))
+        top_up = admitted(
+            ctx, state, admission, fallback(ctx, state, attempt, self.name), POOL_PER_BATCH * n - len(pool)
+        )
+        return screen_pool(ctx, state, pool + top_up, n)
 
 
-def fallback(
-    ctx: SearchContext, state: SearchState, admission: Admission, missing: int, attempt: int, name: str
+def admitted(
+    ctx: SearchContext, state: SearchState, admission: Admission, ideas: Iterable[Idea], want: int | None = None
 ) -> list[tuple[Any, str]]:
-    """Classic moves when the proposer gave too few new specs: the incumbent's neighbours, then random ones."""
-    out: list[tuple[Any, str]] = []
-    if missing <= 0:
-        return out
+    """(spec, origin) for each idea that is valid, within the budget once repaired, and new; at most `want`."""
+    limits, out = ctx.limits_now(state), []
+    for idea in ideas:
+        if want is not None and len(out) >= want:
+            break
+        try:
+            spec = (
+                ctx.space.parse(idea.spec)
+                if idea.base is None
+                else edit(ctx.space, ctx.space.parse(idea.base["spec"]), idea.changes or {})
+            )
+        except SpecError as e:
+            reason = str(e)[:300]
+            ctx.rundir.trace(
+                "tool", state.get("iteration", 0), "screen", origin=idea.origin, status="invalid", reason=reason
+            )
+            continue
+        origin = idea.origin
+        if overshoot(ctx.space.cost(spec), limits) > 0:
+            fixed = repair(ctx.space, spec, limits, ctx.fixed_fields())
+            if fixed is None:
+                continue
+            spec, origin = fixed[0], f"{origin} (repaired to the budget: {'; '.join(fixed[1])})"
+        if admission.admit(spec):
+            out.append((spec, origin))
+    return out
+
+
+def fallback(ctx: SearchContext, state: SearchState, attempt: int, name: str) -> Iterator[Idea]:
+    """Classic moves, drawn as needed: the incumbent's neighbours in a seeded order, then random specs."""
     done = evaluated(state)
     rng = seeded(ctx, name, state, attempt, "fallback")
     if done:
         incumbent = max(done, key=accuracy)
         options = neighbours(ctx.space, ctx.space.parse(incumbent["spec"]), ctx.fixed_fields())
         rng.shuffle(options)
-        for spec in options:
-            if len(out) == missing:
-                return out
-            if admission.admit(spec):
-                out.append((spec, f"fallback: neighbour of {incumbent['id']}"))
-    while len(out) < missing and (spec := admission.sample(rng)) is not None:
-        out.append((spec, "fallback: random"))
-    return out
+        yield from (Idea(f"fallback: neighbour of {incumbent['id']}", spec=s) for s in options)
+    for _ in range(FALLBACK_DRAWS):
+        yield Idea("fallback: random", spec=ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields()))
 
 
 def screen_pool(ctx: SearchContext, state: SearchState, pool: list[tuple[Any, str]], n: int) -> list[Proposal]:
@@ -282,16 +282,39 @@ def screen_pool(ctx: SearchContext, state: SearchState, pool: list[tuple[Any, st
     ]
 
 
-def choices_text(ctx: SearchContext) -> str:
-    """One line per field the Designer may change, with its choices (stage fields once for all stages)."""
-    lines: dict[str, str] = {}
-    for path, choices in ctx.space.slots():
-        if path in ctx.fixed_fields():
-            continue
-        key = path.split("].", 1)[-1] if path.startswith("stages[") else path
-        shown = f"stages[i].{key}" if path.startswith("stages[") else path
-        lines.setdefault(shown, f"{shown}: {', '.join(map(str, choices))}")
-    return "\n".join(lines.values())
+def choices_text(ctx: SearchContext, done: list[dict[str, Any]]) -> str:
+    """One line per kind of field (all edges of a cell, a field of every stage), its choices ordered best
+    first by the mean accuracy of the evaluated candidates that hold them: the evidence a small model
+    can act on directly. Choices no candidate holds yet come last."""
+    from tinyarch.tools.surrogate import format_value, slot_kind
+
+    slots = [(p, c) for p, c in ctx.space.slots() if p not in ctx.fixed_fields() and len(c) > 1]
+    kind = {p: (slot_kind(p), tuple(c)) for p, c in slots}  # one kind: one role and the same choices
+    groups: dict[tuple[str, tuple[Any, ...]], list[str]] = {}
+    for path, _ in slots:
+        groups.setdefault(kind[path], []).append(path)
+    held: dict[tuple[Any, str], list[float]] = {}
+    for c in done:
+        for path, value in ctx.space.values(ctx.space.parse(c["spec"])).items():
+            if path in kind:
+                held.setdefault((kind[path], format_value(value)), []).append(accuracy(c))
+    lines = []
+    for key, paths in groups.items():
+        stats = [(format_value(v), held.get((key, format_value(v)), [])) for v in key[1]]
+        stats.sort(key=lambda item: -sum(item[1]) / len(item[1]) if item[1] else math.inf)
+        shown = ", ".join(f"{v} ({sum(a) / len(a):.1f}% in {len(a)})" if a else f"{v} (untried)" for v, a in stats)
+        lines.append(f"{_field_names(paths)}: {shown}")
+    return "\n".join(lines)
+
+
+def _field_names(paths: list[str]) -> str:
+    """`stages[0].width` ... `stages[4].width` -> `stages[0..4].width`; other groups are listed."""
+    stages = [re.fullmatch(r"stages\[(\d+)\]\.(\w+)", p) for p in paths]
+    if len(paths) > 1 and all(stages) and len({m.group(2) for m in stages if m}) == 1:
+        first, last = stages[0], stages[-1]
+        assert first and last
+        return f"stages[{first.group(1)}..{last.group(1)}].{first.group(2)}"
+    return ", ".join(paths)
 
 
 def lessons_text(ctx: SearchContext) -> str:

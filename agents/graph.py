@@ -41,7 +41,7 @@ ACTIVITY = {
 }
 """What the search is doing while each node runs, for the terminal's and the web app's live views."""
 MAX_DESIGN_ATTEMPTS = 3
-CRITIC_GAP, CRITIC_EVERY = 3, 6
+CRITIC_GAP, CRITIC_EVERY = 4, 8
 """Iterations between the Critic's reviews: at least CRITIC_GAP when the front changed, at most CRITIC_EVERY."""
 STALL_ITERATIONS = 3
 """A Critic's stop needs the hypervolume flat over this many iterations."""
