@@ -8,6 +8,7 @@ report. Reducers append, so a node returns only what it adds.
 from __future__ import annotations
 
 import operator
+import re
 from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel
@@ -75,6 +76,14 @@ class SearchState(TypedDict, total=False):
     stop_reason: str
     explanation: str
     final: list[dict[str, Any]]
+
+
+def origin_kind(origin: str) -> str:
+    """The kind of an origin, without its candidate ids and details: "llm edit of ab12 (repaired ...)" ->
+    "llm edit", "fallback: random" -> "fallback random", "generation 3, member 7" -> "generation"."""
+    base = origin.split(" (", 1)[0]
+    base = re.sub(r"( of .*|, member .*)$", "", base)
+    return re.sub(r" \d+$", "", base).replace(": ", " ") or "(unknown)"
 
 
 def evaluated(state: SearchState) -> list[dict[str, Any]]:

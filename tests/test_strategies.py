@@ -141,3 +141,16 @@ def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, nats_tabl
     assert len(ids) == len(set(ids)) == 60  # nothing evaluated twice, nothing lost
     reference = RunDir(tmp_path / "runs" / "straight").finished_evaluations()
     assert ids == list(reference)  # the same search as the uninterrupted run
+
+
+def test_where_candidates_came_from_shows_in_trace_and_report(nats_table: None, tmp_path: Path) -> None:
+    from tinyarch.report import load_run, overview
+
+    runs = tmp_path / "runs"
+    run_search(RunConfig(name="origins", strategy="screened", budget_evals=16, memory_path=tmp_path / "m"), runs)
+    command = [sys.executable, "-m", "tinyarch.cli", "trace", "origins", "--agent", "design", "--runs-dir", str(runs)]
+    shown = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+    assert "screened proposed 4 candidates (attempt 0): " in shown.stdout
+    assert "fallback: neighbour of " in shown.stdout and "screen rank 1 of 16: UCB " in shown.stdout
+    rows = dict(overview(load_run(runs / "origins"), None))
+    assert "fallback neighbour: " in rows["came from"] and "(best " in rows["came from"]

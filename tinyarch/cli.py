@@ -723,6 +723,16 @@ def print_front(state: dict, config: RunConfig, root: Path) -> None:
             cid, f"{c['metrics']['accuracy']:.2f}", format_count(c["cost"].get("macs", 0)), sram, escape(c["summary"])
         )
     out.print(table)
+    from tinyarch.report import origins
+
+    history = state.get("history", [])
+    rejected = sum(c["status"] == "rejected" for c in history)
+    repaired = sum("repaired to the budget" in c.get("origin", "") for c in done.values())
+    out.print(
+        f"{len(done)} evaluated ({repaired} repaired to the budget first), {rejected} rejected by the checks; "
+        f"came from: {origins(list(done.values()))}",
+        highlight=False,
+    )
     if state.get("final"):
         print_final(state["final"])
     out.print(f"run directory: {root}")

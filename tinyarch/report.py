@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 
+from tinyarch.agents.state import origin_kind
 from tinyarch.budget import format_bytes, format_count
 from tinyarch.config import RunConfig
 from tinyarch.rundir import RunDir
@@ -193,6 +194,7 @@ def overview(run: Run, optimum: float | None) -> list[tuple[str, str]]:
             f"{sum(h['status'] == 'rejected' for h in history)} rejected before evaluation",
         ),
         ("best", f"{best['metrics']['accuracy']:.2f} % ({best['id']})" if best else "-"),
+        ("came from", origins(run.evaluated)),
         *([("NATS table optimum", f"{optimum:.2f} % (the best cell of the benchmark)")] if optimum is not None else []),
         ("wall time", _duration(max(times) - started) if times else "-"),
     ]
@@ -203,6 +205,15 @@ def overview(run: Run, optimum: float | None) -> list[tuple[str, str]]:
             ("LLM calls", f"{len(llm)} ({sum(map(is_error, llm))} with errors), {seconds:.0f} s, {tokens:,} tokens")
         )
     return rows
+
+
+def origins(done: list[dict[str, Any]]) -> str:
+    """How many evaluated candidates each kind of origin gave, and the best of them: the LLM's share."""
+    kinds: dict[str, list[float]] = {}
+    for c in done:
+        kinds.setdefault(origin_kind(c.get("origin", "")), []).append(c["metrics"]["accuracy"])
+    ranked = sorted(kinds.items(), key=lambda item: -len(item[1]))
+    return "; ".join(f"{kind}: {len(acc)} (best {max(acc):.2f} %)" for kind, acc in ranked) or "-"
 
 
 def _duration(seconds: float) -> str:
@@ -221,6 +232,8 @@ def leaderboard(run: Run, costs: list[str]) -> list[dict[str, Any]]:
             "accuracy": f"{c['metrics']['accuracy']:.2f}",
             "costs": [COST_COLUMNS[k][1](c["cost"][k]) if k in c.get("cost", {}) else "-" for k in costs],
             "iteration": c.get("iteration", "-"),
+            "origin": c.get("origin", ""),
+            "note": c.get("note", ""),
             "summary": c.get("summary", ""),
             "spec": json.dumps(c.get("spec", {}), indent=1),
         }

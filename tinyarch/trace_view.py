@@ -7,6 +7,7 @@ tell the same story of a run.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from itertools import groupby
 from typing import Any
@@ -16,6 +17,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.text import Text
+
+from tinyarch.agents.state import origin_kind
 
 AGENTS = (
     "designer",
@@ -73,8 +76,11 @@ def step_line(record: dict[str, Any]) -> str:
     """One line for a tool result: what the step decided or measured."""
     agent = record.get("agent", "?")
     if agent == "design":
-        n = len(record.get("proposals") or [])
-        return f"{record.get('strategy', '?')} proposed {n} candidate{'s' * (n != 1)} (attempt {record.get('attempt')})"
+        proposals = record.get("proposals") or []
+        kinds = Counter(origin_kind(str(p.get("origin", ""))) for p in proposals if isinstance(p, dict))
+        shares = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+        line = f"{record.get('strategy', '?')} proposed {len(proposals)} candidate{'s' * (len(proposals) != 1)}"
+        return line + f" (attempt {record.get('attempt')})" + (f": {shares}" if shares else "")
     if agent in ("check", "evaluate"):
         line = f"{record.get('id', '?')} {record.get('status', '?')}"
         accuracy = (record.get("metrics") or {}).get("accuracy")
@@ -160,3 +166,6 @@ def render(console: Console, records: list[dict[str, Any]], started: float, full
             else:
                 line.append(step_line(record), style="red" if is_error(record) else "")
             console.print(line, soft_wrap=True)
+            for proposal in record.get("proposals") or [] if record.get("agent") == "design" else []:
+                origin, note = proposal.get("origin", ""), proposal.get("note", "")
+                console.print(Text(f"      {origin}" + (f" · {note}" if note else ""), style="dim"), soft_wrap=True)
