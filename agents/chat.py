@@ -152,6 +152,8 @@ class Chat:
             return None
         lines = [f"{c['id']}: {c['summary']}"]
         origin = f"proposed by {c['source']} in iteration {c['iteration']} (attempt {c.get('attempt', 0)})"
+        origin += f": {c['origin']}" if c.get("origin") else ""
+        origin += f"; {c['note']}" if c.get("note") else ""
         calls = [
             t
             for t in run.traces

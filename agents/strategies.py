@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tinyarch.agents.context import SearchContext
-from tinyarch.agents.moves import mutate, neighbours
+from tinyarch.agents.moves import breaches, mutate, neighbours
 from tinyarch.agents.state import Proposal, SearchState, evaluated
 
 SAMPLE_TRIES = 2000
@@ -51,8 +51,7 @@ class Admission:
         ctx = self.ctx
         if ctx.memory is not None and ctx.memory.seen(ctx.space, spec.id, ctx.config.dataset):
             return False
-        cost = ctx.space.cost(spec)
-        if any(limit is not None and cost.get(k, 0) > limit for k, limit in self.limits.items()):
+        if breaches(ctx.space.cost(spec), self.limits):
             return False
         self.taken.add(spec.id)
         return True

@@ -154,3 +154,30 @@ def test_where_candidates_came_from_shows_in_trace_and_report(nats_table: None, 
     assert "fallback: neighbour of " in shown.stdout and "screen rank 1 of 16: UCB " in shown.stdout
     rows = dict(overview(load_run(runs / "origins"), None))
     assert "fallback neighbour: " in rows["came from"] and "(best " in rows["came from"]
+
+
+def test_the_screened_pool_runs_a_proxy_search_on_mcu(tmp_path: Path) -> None:
+    """Over-budget ideas are cut down to the budget, not thrown away; nothing reaches the checks to be rejected."""
+    config = RunConfig(
+        name="mcu",
+        space="mcu",
+        dataset="synthetic",
+        evaluator="proxy",
+        strategy="screened",
+        budget_evals=4,
+        batch=2,
+        macs="5M",
+        sram="64KB",
+        proxy_epochs=1,
+        deploy_board=None,
+        memory_path=tmp_path / "m",
+    )
+    state = run_search(config, tmp_path / "runs")
+    done = [c for c in state["history"] if c["status"] == "evaluated"]
+    assert len(done) == 4 and not [c for c in state["history"] if c["status"] == "rejected"]
+    assert all(c["cost"]["macs"] <= 5e6 and c["cost"]["peak_sram"] <= 64 * 1024 for c in done)
+    assert all(c["spec"]["in_channels"] == 3 for c in done)  # the data's channels, never edited
+    proposals = [
+        p for t in RunDir(tmp_path / "runs" / "mcu").read_traces() if t["agent"] == "design" for p in t["proposals"]
+    ]
+    assert any("repaired to the budget" in p["origin"] for p in proposals)
