@@ -7,8 +7,8 @@ One design step:
    `screened` strategy, the ablation that shows what the LLM itself adds);
 2. each idea becomes a spec; one that breaks the budget is repaired to the nearest feasible spec
    (`moves.repair`), and the next prompt says what the repair changed;
-3. the pool keeps only specs new to the run, the batch and memory, before anything is spent; when
-   it holds fewer than a batch, classic moves (the incumbent's neighbours, then random specs) fill it;
+3. the pool keeps only specs new to the run, the batch and memory, before anything is spent; classic
+   moves (the incumbent's neighbours, then random specs) top it up, so the search never stalls;
 4. the screen ranks the pool: the surrogate ensemble's upper confidence bound once enough candidates
    are evaluated, before that a cheap prior (the profiler's MACs: more compute within the budget);
 5. the batch is the top of the screen. Every proposal's origin and screen rank go into the traces.
@@ -32,7 +32,7 @@ from tinyarch.prompts import render
 from tinyarch.space import SpecError
 
 HISTORY_SHOWN = 8
-"""Evaluated candidates shown to the Designer (the most accurate), and the ones it may edit."""
+"""Evaluated candidates shown to the Designer: the most accurate ones."""
 EDITS_PER_BATCH = 1
 """Edits asked for per batch slot: each costs the 0.5B model about a second on 2 cores."""
 EDITABLE = 4
@@ -120,7 +120,7 @@ class LLMDesigner:
     def messages(
         self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int
     ) -> list[dict[str, str]]:
-        """Static parts first (task, budget, choices), so llama.cpp reuses the cached prefix across calls."""
+        """Static parts first (task and budget), so llama.cpp reuses the cached prefix across calls."""
         advice = state.get("advice") or {}
         advice_text = "(none yet)"
         if advice.get("advice"):

@@ -43,8 +43,11 @@ ACTIVITY = {
 MAX_DESIGN_ATTEMPTS = 3
 CRITIC_GAP, CRITIC_EVERY = 4, 8
 """Iterations between the Critic's reviews: at least CRITIC_GAP when the front changed, at most CRITIC_EVERY."""
-STALL_ITERATIONS = 3
+FLAT_ITERATIONS = 3
 """A Critic's stop needs the hypervolume flat over this many iterations."""
+IDLE_ITERATIONS = 10
+"""A run that evaluated nothing for this many iterations in a row stops: its strategy finds nothing new
+within the budget (an iteration cap, if the user wants one, is --max-iterations)."""
 PAUSE_POLL_S = 0.5
 EVALUATION_KEYS = ("status", "metrics", "reason", "seconds")
 
@@ -174,8 +177,10 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
             stop_reason = f"evaluation budget spent ({used} of {config.budget_evals})"
         elif config.budget_time and time.time() - state.get("started_at", ctx.started) > config.budget_time:
             stop_reason = f"time budget of {config.budget_time:.0f} s spent"
-        elif iteration + 1 >= config.max_iterations:
-            stop_reason = f"iteration limit {config.max_iterations} reached"
+        elif config.max_iterations and iteration + 1 >= config.max_iterations:
+            stop_reason = f"iteration limit {config.max_iterations} reached (--max-iterations)"
+        elif idle_iterations(state) >= IDLE_ITERATIONS:
+            stop_reason = f"no new candidate could be evaluated in {IDLE_ITERATIONS} iterations in a row"
         update: dict[str, Any] = {}
         if ctx.llm is not None and config.strategy == "llm" and not stop_reason and critic_due(state):
             advice = critique(ctx, state)
@@ -295,14 +300,14 @@ def critic_due(state: SearchState) -> bool:
 def unsupported_stop(reason: str, state: SearchState, used: int, budget: int) -> str:
     """Why a Critic's stop is not followed ("" when it is): it must come after half the budget, say why in
     a complete sentence that does not argue for going on, and rest on evidence the run can check, i.e.
-    no gain in hypervolume over the last STALL_ITERATIONS iterations."""
+    no gain in hypervolume over the last FLAT_ITERATIONS iterations."""
     volumes = state.get("hypervolume", [])
     if used < budget // 2:
         return f"only {used} of {budget} evaluations used; the Critic may stop after half"
     if not reason.strip().endswith((".", "!")) or "continu" in reason.lower():
         return f"the reason does not support stopping: {reason!r}"
-    if len(volumes) <= STALL_ITERATIONS or volumes[-1] > volumes[-1 - STALL_ITERATIONS] + 1e-9:
-        return f"the hypervolume still grew within the last {STALL_ITERATIONS} iterations"
+    if len(volumes) <= FLAT_ITERATIONS or volumes[-1] > volumes[-1 - FLAT_ITERATIONS] + 1e-9:
+        return f"the hypervolume still grew within the last {FLAT_ITERATIONS} iterations"
     return ""
 
 
@@ -311,6 +316,12 @@ def activity(node: str, strategy: str) -> str:
     if node == "design":
         return "Designer proposing" if strategy == "llm" else f"{strategy} proposing"
     return ACTIVITY.get(node, node)
+
+
+def idle_iterations(state: SearchState) -> int:
+    """Iterations in a row, up to this one, in which nothing was evaluated."""
+    spent = [c["iteration"] for c in state.get("history", []) if c["status"] in ("evaluated", "failed")]
+    return state.get("iteration", 0) - max(spent, default=-1)
 
 
 def _evaluations_used(state: SearchState) -> int:

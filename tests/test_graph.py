@@ -49,6 +49,20 @@ def test_baselines_spend_exactly_the_budget(strategy: str, tmp_path: Path) -> No
     assert {t["agent"] for t in traces} >= {"design", "evaluate", "analyse", "critique", "finalize"}
 
 
+def test_the_evaluation_budget_is_not_cut_by_a_hidden_iteration_cap(tmp_path: Path) -> None:
+    config = RunConfig(name="long", strategy="random", budget_evals=420, batch=4, memory_path=tmp_path / "mem")
+    state = _run(config, tmp_path)  # 105 iterations: more than the old default cap of 100
+    assert sum(c["status"] == "evaluated" for c in state["history"]) == 420
+    assert state["stop_reason"] == "evaluation budget spent (420 of 420)"
+
+
+def test_a_run_that_finds_nothing_to_evaluate_stops_and_says_why(tmp_path: Path) -> None:
+    config = RunConfig(name="idle", strategy="random", budget_evals=10, macs=1000, memory_path=tmp_path / "mem")
+    state = _run(config, tmp_path)  # nothing fits 1,000 MACs
+    assert state["iteration"] == 10 and not [c for c in state["history"] if c["status"] == "evaluated"]
+    assert state["stop_reason"] == "no new candidate could be evaluated in 10 iterations in a row"
+
+
 def test_budget_violations_are_rejected_before_evaluation(tmp_path: Path) -> None:
     config = RunConfig(
         name="tight", strategy="random", budget_evals=10, batch=8, macs="40M", memory_path=tmp_path / "mem"

@@ -387,6 +387,9 @@ def search_cmd(
     evaluator: Annotated[str | None, typer.Option(help="nats | proxy.")] = None,
     budget_evals: Annotated[int | None, typer.Option(help="Evaluations before stopping.")] = None,
     budget_time: Annotated[str | None, typer.Option(help="Wall time before stopping, e.g. 8h.")] = None,
+    max_iterations: Annotated[
+        int | None, typer.Option(help="Iterations before stopping (default: no limit but the budgets).")
+    ] = None,
     budget_sram: Annotated[str | None, typer.Option(help="Peak SRAM limit, e.g. 320KB.")] = None,
     budget_flash: Annotated[str | None, typer.Option(help="Flash limit, e.g. 1MB.")] = None,
     budget_macs: Annotated[str | None, typer.Option(help="MACs limit, e.g. 100M.")] = None,
@@ -427,6 +430,7 @@ def search_cmd(
             "evaluator": evaluator,
             "budget_evals": budget_evals,
             "budget_time": budget_time,
+            "max_iterations": max_iterations,
             "sram": budget_sram,
             "flash": budget_flash,
             "macs": budget_macs,

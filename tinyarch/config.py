@@ -54,7 +54,12 @@ class RunConfig(BaseModel):
     batch: int = Field(default=4, ge=1, le=16, description="candidates proposed per iteration")
     budget_evals: int = Field(default=20, ge=1)
     budget_time: float | None = None
-    max_iterations: int = Field(default=100, ge=1)
+    max_iterations: int | None = Field(
+        default=None,
+        ge=1,
+        description="stop after this many iterations (default: none; the run stops at its budgets, or when "
+        "no new candidate was evaluated for 10 iterations in a row)",
+    )
     sram: Bytes = None
     flash: Bytes = None
     macs: Count = None
