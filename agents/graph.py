@@ -45,7 +45,7 @@ CRITIC_GAP, CRITIC_EVERY = 4, 8
 """Iterations between the Critic's reviews: at least CRITIC_GAP when the front changed, at most CRITIC_EVERY."""
 FLAT_ITERATIONS = 3
 """A Critic's stop needs the hypervolume flat over this many iterations."""
-IDLE_ITERATIONS = 10
+IDLE_ITERATIONS = 50
 """A run that evaluated nothing for this many iterations in a row stops: its strategy finds nothing new
 within the budget (an iteration cap, if the user wants one, is --max-iterations)."""
 PAUSE_POLL_S = 0.5

@@ -59,8 +59,8 @@ def test_the_evaluation_budget_is_not_cut_by_a_hidden_iteration_cap(tmp_path: Pa
 def test_a_run_that_finds_nothing_to_evaluate_stops_and_says_why(tmp_path: Path) -> None:
     config = RunConfig(name="idle", strategy="random", budget_evals=10, macs=1000, memory_path=tmp_path / "mem")
     state = _run(config, tmp_path)  # nothing fits 1,000 MACs
-    assert state["iteration"] == 10 and not [c for c in state["history"] if c["status"] == "evaluated"]
-    assert state["stop_reason"] == "no new candidate could be evaluated in 10 iterations in a row"
+    assert state["iteration"] == 50 and not [c for c in state["history"] if c["status"] == "evaluated"]
+    assert state["stop_reason"] == "no new candidate could be evaluated in 50 iterations in a row"
 
 
 def test_budget_violations_are_rejected_before_evaluation(tmp_path: Path) -> None:

@@ -92,7 +92,10 @@ def test_chat_and_buttons_post_to_the_inbox(client: TestClient, runs: Path) -> N
     [
         ("name: [unclosed", "config is not YAML"),
         ("- a list", "config must be a YAML mapping"),
-        ("name: ok\nstrategy: genius", "strategy: Input should be 'llm', 'nsga2' or 'random'"),
+        (
+            "name: ok\nstrategy: genius",
+            "strategy: Input should be 'llm', 'screened', 'local', 'rea', 'bo', 'nsga2' or 'random'",
+        ),
         ("name: ../escape", "name: String should match pattern"),
         ("name: ok\nbatch: 0\nwings: 2", "batch: Input should be greater than or equal to 1"),
         (f"name: {NAME}", f"run '{NAME}' exists"),

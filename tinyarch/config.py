@@ -58,7 +58,7 @@ class RunConfig(BaseModel):
         default=None,
         ge=1,
         description="stop after this many iterations (default: none; the run stops at its budgets, or when "
-        "no new candidate was evaluated for 10 iterations in a row)",
+        "no new candidate was evaluated for 50 iterations in a row)",
     )
     sram: Bytes = None
     flash: Bytes = None
