@@ -27,7 +27,7 @@ import numpy as np
 from tinyarch.agents.context import SearchContext, describe
 from tinyarch.agents.moves import edit, neighbours, overshoot, repair
 from tinyarch.agents.state import Proposal, SearchState, evaluated
-from tinyarch.agents.strategies import Admission, accuracy, proposal, seeded
+from tinyarch.agents.strategies import Admission, accuracy, best_of, seeded, ucb
 from tinyarch.prompts import render
 from tinyarch.space import SpecError
 
@@ -262,24 +262,13 @@ def screen_pool(ctx: SearchContext, state: SearchState, pool: list[tuple[Any, st
     """The `n` best of the pool by the surrogate's UCB, or by the cost prior while the history is short."""
     if not pool:
         return []
-    done = evaluated(state)
-    specs = [s for s, _ in pool]
+    done, specs = evaluated(state), [spec for spec, _ in pool]
     if len(done) >= SURROGATE_MIN:
-        from tinyarch.tools.surrogate import Surrogate
-
-        surrogate = Surrogate.fit(
-            ctx.space, [ctx.space.parse(c["spec"]) for c in done], [accuracy(c) for c in done], seed=len(done)
-        )
-        mean, spread = surrogate.predict(specs)
-        scores = mean + KAPPA * spread
-        why = [f"UCB {u:.2f} (mean {m:.2f} ± {s:.2f})" for u, m, s in zip(scores, mean, spread, strict=True)]
+        scores, why = ucb(ctx, done, specs, KAPPA)
     else:
         scores = np.array([math.log(max(ctx.space.cost(s).get("macs", 1), 1)) for s in specs])
         why = [f"prior log MACs {v:.2f}" for v in scores]
-    order = np.argsort(-scores, kind="stable")[:n]
-    return [
-        proposal(specs[i], pool[i][1], f"screen rank {r + 1} of {len(pool)}: {why[i]}") for r, i in enumerate(order)
-    ]
+    return best_of(pool, scores, why, n, "screen")
 
 
 def choices_text(ctx: SearchContext, done: list[dict[str, Any]]) -> str:

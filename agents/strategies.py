@@ -170,31 +170,26 @@ class SurrogateSearch:
             pool += [(s, origin) for s in neighbours(ctx.space, ctx.space.parse(parent["spec"]), ctx.fixed_fields())]
         pool = [(s, o) for s, o in pool if admission.admit(s)]
         pool += [(s, "random") for _ in range(self.explore) if (s := admission.sample(rng)) is not None]
-        return screen(ctx, done, pool, n, self.kappa)
+        if not pool:
+            return []
+        scores, why = ucb(ctx, done, [spec for spec, _ in pool], self.kappa)
+        return best_of(pool, scores, why, n, "surrogate")
 
 
-def screen(
-    ctx: SearchContext, done: list[dict[str, Any]], pool: list[tuple[Any, str]], n: int, kappa: float
-) -> list[Proposal]:
-    """The `n` specs of `pool` (spec, origin) with the highest surrogate UCB, each noted with its rank."""
+def ucb(ctx: SearchContext, done: list[dict[str, Any]], specs: list[Any], kappa: float) -> tuple[np.ndarray, list[str]]:
+    """Each spec's upper confidence bound on accuracy from a surrogate fitted on `done`, and how it reads."""
     from tinyarch.tools.surrogate import Surrogate
 
-    if not pool:
-        return []
-    surrogate = Surrogate.fit(
-        ctx.space, [ctx.space.parse(c["spec"]) for c in done], [accuracy(c) for c in done], seed=len(done)
-    )
-    mean, spread = surrogate.predict([s for s, _ in pool])
-    ucb = mean + kappa * spread
-    order = np.argsort(-ucb, kind="stable")[:n]
-    return [
-        proposal(
-            pool[i][0],
-            pool[i][1],
-            f"surrogate rank {r + 1} of {len(pool)}: UCB {ucb[i]:.2f} (mean {mean[i]:.2f} ± {spread[i]:.2f})",
-        )
-        for r, i in enumerate(order)
-    ]
+    fitted = [ctx.space.parse(c["spec"]) for c in done]
+    mean, spread = Surrogate.fit(ctx.space, fitted, [accuracy(c) for c in done], seed=len(done)).predict(specs)
+    scores = mean + kappa * spread
+    return scores, [f"UCB {u:.2f} (mean {m:.2f} ± {s:.2f})" for u, m, s in zip(scores, mean, spread, strict=True)]
+
+
+def best_of(pool: list[tuple[Any, str]], scores: np.ndarray, why: list[str], n: int, screen: str) -> list[Proposal]:
+    """The `n` highest-scoring (spec, origin) pairs of `pool`, each noted with its rank and score."""
+    order = np.argsort(-scores, kind="stable")[:n]
+    return [proposal(*pool[i], f"{screen} rank {r + 1} of {len(pool)}: {why[i]}") for r, i in enumerate(order)]
 
 
 class NSGA2Strategy:
