@@ -181,3 +181,41 @@ def test_the_screened_pool_runs_a_proxy_search_on_mcu(tmp_path: Path) -> None:
         p for t in RunDir(tmp_path / "runs" / "mcu").read_traces() if t["agent"] == "design" for p in t["proposals"]
     ]
     assert any("repaired to the budget" in p["origin"] for p in proposals)
+
+
+@pytest.mark.parametrize("space_name", ["nats-tss", "mcu"])
+def test_the_designer_schema_compiles_to_a_llama_cpp_grammar(space_name: str, tmp_path: Path) -> None:
+    """The edit format is decoded under a grammar; a schema llama.cpp cannot compile would fail only at run time."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from tinyarch.agents.context import SearchContext
+    from tinyarch.agents.designer import LLMDesigner
+
+    space = load_space(space_name)
+    config = RunConfig(name="g", space=space_name, evaluator="nats" if space_name == "nats-tss" else "proxy")
+    ctx = SearchContext(
+        config, space, None, None, RunDir(tmp_path / "g"), 10, in_channels=1 if space_name == "mcu" else None
+    )
+    spec = space.sample(random.Random(0), 10, **ctx.fixed_fields())
+    shown = [{"id": spec.id, "spec": spec.model_dump(mode="json"), "metrics": {"accuracy": 50.0}}]
+    for candidates in ([], shown):
+        schema = LLMDesigner().schema(ctx, candidates, edits=4)
+        LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        assert ("edits" in schema["properties"]) == bool(candidates)
+
+
+def test_the_designer_reads_choices_ranked_by_evidence(tmp_path: Path) -> None:
+    from tinyarch.agents.designer import choices_text
+
+    config = RunConfig(name="c")
+    ctx = type("Ctx", (), {"space": NATS, "config": config, "fixed_fields": staticmethod(lambda: {})})()
+    conv = {e: "nor_conv_3x3" for e in ("edge_1_0", "edge_2_0", "edge_2_1", "edge_3_0", "edge_3_1", "edge_3_2")}
+    done = [
+        {"spec": {"num_classes": 100, **conv}, "metrics": {"accuracy": 70.0}},
+        {"spec": {"num_classes": 100, **conv, "edge_1_0": "none"}, "metrics": {"accuracy": 60.0}},
+    ]
+    line = choices_text(ctx, done)
+    assert line.startswith(
+        "edge_1_0, edge_2_0, edge_2_1, edge_3_0, edge_3_1, edge_3_2: nor_conv_3x3 (65.5% in 11), none (60.0% in 1)"
+    )
+    assert line.endswith("(untried)")
