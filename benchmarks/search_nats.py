@@ -2,7 +2,7 @@
 
 Run (the README's table):
 
-    .venv/bin/python benchmarks/search_nats.py --seeds 5 --evals 100 --llm-evals 50 --jobs 2
+    .venv/bin/python benchmarks/search_nats.py --seeds 5 --evals 100 --llm-evals 50 --jobs 2 --markdown
 
 Three tasks: CIFAR-100 and ImageNet16-120 unconstrained, and CIFAR-100 under a MACs budget that
 excludes the unconstrained optimum (computed from the table: the largest multiple of 10 M below
@@ -12,8 +12,10 @@ at the end is reported too. Each variant (a strategy, and for the LLM its model)
 seed with the same graph, checks and table evaluator, and a fresh memory in its own run directory
 so no run sees another's results. Per task and variant the table gives the best accuracy
 found after 10, 25, 50 and 100 evaluations (median and interquartile range over seeds), the regret
-at the end of the variant's budget, the share of evaluated candidates the LLM proposed, LLM tokens
-and wall seconds per evaluation. LLM variants are slow on CPU, so they get `--llm-evals`.
+at the end of the variant's budget, the share of evaluated candidates that the pool's proposer gave
+(the LLM's edits and designs, or the ablation's random ones) rather than its classic fallback, LLM
+tokens and wall seconds per evaluation. LLM variants are slow on CPU, so they get `--llm-evals`.
+`--markdown` prints the tables as Markdown, as the README shows them.
 
 The table's accuracies are NATS-Bench *test* accuracies: this measures search efficiency on a fixed
 benchmark, not model selection. Runs resume after a kill (a run is done when its `done.json`
@@ -38,6 +40,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tinyarch.agents.runner import run_search
+from tinyarch.agents.state import origin_kind
 from tinyarch.config import RunConfig
 from tinyarch.nats import NatsCell
 from tinyarch.rundir import RunDir
@@ -65,6 +68,8 @@ TASKS: dict[str, tuple[str, bool]] = {
 }
 """Task name -> (dataset, under the MACs budget)."""
 CHECKPOINTS = (10, 25, 50, 100)
+PROPOSER_KINDS = ("llm edit", "llm design", "random edit", "random design")
+"""Origins of the pool's proposer, as opposed to its classic fallback (`agents/designer.py`)."""
 MACS_STEP = 10_000_000
 MACS_FRACTION = 0.5
 """The MACs task's budget: the largest multiple of MACS_STEP below this fraction of the optimum's MACs."""
@@ -151,9 +156,10 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         return {"run": str(spec.root), "error": traceback.format_exc()}
 
 
-def llm_share(traces: list[dict[str, Any]]) -> float | None:
-    """Fraction of evaluated candidates whose proposal's origin starts with "llm": each evaluation takes the
-    origin from the latest design step that proposed its id (a retried design step replaces its predecessor)."""
+def proposer_share(traces: list[dict[str, Any]]) -> float | None:
+    """Fraction of evaluated candidates that the pool's proposer gave (the LLM's edits and designs, or the
+    ablation's random ones), not its classic fallback: each evaluation takes the origin from the latest design
+    step that proposed its id (a retried design step replaces its predecessor)."""
     space, origins, counted = load_space("nats-tss"), {}, {}
     for t in traces:
         if t["kind"] != "tool":
@@ -165,7 +171,7 @@ def llm_share(traces: list[dict[str, Any]]) -> float | None:
                 except (SpecError, TypeError, ValueError):
                     continue
         elif t["agent"] == "evaluate" and t.get("status") in ("ok", "failed") and t.get("id") not in counted:
-            counted[t["id"]] = origins.get(t["id"], "").startswith("llm")
+            counted[t["id"]] = origin_kind(origins.get(t["id"], "")) in PROPOSER_KINDS
     return sum(counted.values()) / len(counted) if counted else None
 
 
@@ -196,7 +202,7 @@ def collect(spec: RunSpec, task: Task) -> dict[str, Any] | None:
         "hypervolume": analyse(points, {"macs": task.macs}).hypervolume if task.macs else None,
         **{k: v for k, v in json.loads((spec.root / "done.json").read_text()).items() if k in ("seconds", "resumed")},
         "tokens": sum((t.get("prompt_tokens") or 0) + (t.get("completion_tokens") or 0) for t in llm_calls),
-        "llm_share": llm_share(traces),
+        "proposer_share": proposer_share(traces),
     }
 
 
@@ -225,7 +231,7 @@ def task_table(task: Task, results: list[dict[str, Any]], variants: list[str]) -
     table = Table(title=f"{title}\nbest test accuracy found, median (interquartile range) over seeds")
     columns = ["variant", "runs", "evals", *(f"@{c}" for c in checkpoints), "regret"]
     columns += ["hypervolume"] if task.macs else []
-    columns += ["LLM share", "tokens/eval", "s/eval"]
+    columns += ["proposer share", "tokens/eval", "s/eval"]
     for column in columns:
         table.add_column(column, justify="left" if column == "variant" else "right")
     for variant, runs in rows:
@@ -239,9 +245,9 @@ def task_table(task: Task, results: list[dict[str, Any]], variants: list[str]) -
         cells = [variant, str(len(runs)), str(budget), *at, f"{statistics.median(r['regret'] for r in runs):.2f}"]
         if task.macs:
             cells.append(spread([r["hypervolume"] for r in runs], 3))
-        shares = [r["llm_share"] for r in runs if r["llm_share"] is not None]
-        is_llm = VARIANTS[variant][0] == "llm"
-        cells.append(f"{100 * statistics.median(shares):.0f} %" if is_llm and shares else "-")
+        shares = [r["proposer_share"] for r in runs if r["proposer_share"] is not None]
+        pooled = VARIANTS[variant][0] in ("llm", "screened")
+        cells.append(f"{100 * statistics.median(shares):.0f} %" if pooled and shares else "-")
         evals = [max(r["evals"], 1) for r in runs]
         cells.append(f"{statistics.median(r['tokens'] / n for r, n in zip(runs, evals, strict=True)):,.0f}")
         seconds = statistics.median(r["seconds"] / n for r, n in zip(runs, evals, strict=True))
@@ -250,6 +256,16 @@ def task_table(task: Task, results: list[dict[str, Any]], variants: list[str]) -
     if any(r.get("resumed") for _, runs in rows for r in runs):
         table.caption = "* some runs were resumed after a kill: their time counts only the last session"
     return table
+
+
+def as_markdown(table: Table) -> str:
+    """The table as Markdown: its title, a header row and a row per variant (for the README)."""
+    rows = list(zip(*(list(column.cells) for column in table.columns), strict=True))
+    lines = [f"**{str(table.title).splitlines()[0]}**", ""]
+    lines.append("| " + " | ".join(str(column.header) for column in table.columns) + " |")
+    lines.append("|" + "---|" * len(table.columns))
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines + ([f"\n{table.caption}"] if table.caption else []))
 
 
 def main() -> None:
@@ -265,6 +281,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/search-nats"))
     parser.add_argument("--table-only", action="store_true", help="tabulate the finished runs, start none")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     args = parser.parse_args()
 
     console = Console(width=180)
@@ -300,7 +317,8 @@ def main() -> None:
     summary = {"tasks": {name: asdict(task) for name, task in tasks.items()}, "runs": results}
     (args.out / "results.json").write_text(json.dumps(summary, indent=2))
     for task in tasks.values():
-        console.print(task_table(task, results, args.strategies))
+        table = task_table(task, results, args.strategies)
+        console.print(as_markdown(table) + "\n" if args.markdown else table, highlight=False, markup=False)
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)}")
 

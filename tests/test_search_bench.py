@@ -1,4 +1,4 @@
-"""benchmarks/search_nats.py: the MACs task's budget, the curves, the LLM share and a tiny end-to-end run."""
+"""benchmarks/search_nats.py: the MACs task's budget, the curves, the proposer share and a tiny end-to-end run."""
 
 from __future__ import annotations
 
@@ -41,13 +41,13 @@ def _cell(*ops: str) -> dict:
     return NatsCell(num_classes=100, **dict(zip(EDGES, ops, strict=True))).model_dump(mode="json")
 
 
-def test_collect_counts_only_feasible_candidates_and_the_llm_share(tmp_path: Path) -> None:
+def test_collect_counts_only_feasible_candidates_and_the_proposer_share(tmp_path: Path) -> None:
     run = bench.RunSpec(tmp_path, "cifar100-macs", "cifar100", "llm", 0, 3, 4, 50_000_000)
     rundir = RunDir(run.root)
     run.config().save(rundir.config)
     specs = [_cell(*["nor_conv_3x3"] * 6), _cell(*["skip_connect"] * 6), _cell(*["avg_pool_3x3"] * 6)]
     ids = [NATS.parse(s).id for s in specs]
-    origins = ["llm", "llm", "random edit"]
+    origins = ["llm edit of c1", "llm design", "fallback: random"]
     rundir.trace("tool", 0, "design", proposals=[{"spec": s, "origin": o} for s, o in zip(specs, origins, strict=True)])
     for i, (spec, accuracy, macs) in enumerate(zip(specs, [73.0, 40.0, 10.0], [90e6, 30e6, 20e6], strict=True)):
         record = {"status": "ok", "metrics": {"accuracy": accuracy}, "cost": {"macs": macs}, "spec": spec}
@@ -57,7 +57,7 @@ def test_collect_counts_only_feasible_candidates_and_the_llm_share(tmp_path: Pat
     (run.root / "done.json").write_text(json.dumps({"seconds": 3.0}))
     result = bench.collect(run, bench.Task("cifar100-macs", "cifar100", 60.0, 50_000_000, 100_000_000))
     assert result["curve"] == [0.0, 40.0, 40.0] and result["regret"] == 20.0
-    assert result["llm_share"] == pytest.approx(2 / 3) and result["tokens"] == 120 and result["budget"] == 3
+    assert result["proposer_share"] == pytest.approx(2 / 3) and result["tokens"] == 120 and result["budget"] == 3
     assert 0 < result["hypervolume"] < 1
 
 
