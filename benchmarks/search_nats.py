@@ -52,6 +52,7 @@ DEFAULT_LLM = "llamacpp:qwen2.5-coder-0.5b"
 VARIANTS: dict[str, tuple[str, str]] = {
     "llm": ("llm", DEFAULT_LLM),
     "llm-1.5b": ("llm", "llamacpp:qwen2.5-coder-1.5b"),
+    "llm-noexplain": ("llm", DEFAULT_LLM),
     "screened": ("screened", DEFAULT_LLM),
     "local": ("local", DEFAULT_LLM),
     "rea": ("rea", DEFAULT_LLM),
@@ -59,7 +60,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "nsga2": ("nsga2", DEFAULT_LLM),
     "random": ("random", DEFAULT_LLM),
 }
-"""Variant name -> (RunConfig.strategy, RunConfig.llm); the llm string matters only to strategy llm."""
+"""Variant name -> (RunConfig.strategy, RunConfig.llm); the llm string matters only to strategy llm, and
+`-noexplain` leaves the explanation summaries out of the prompts."""
 DEFAULT_VARIANTS = ("local", "rea", "bo", "nsga2", "random", "screened", "llm")
 TASKS: dict[str, tuple[str, bool]] = {
     "cifar100": ("cifar100", False),
@@ -120,6 +122,7 @@ class RunSpec:
             seed=self.seed,
             macs=self.macs,
             memory_path=self.root / "memory",
+            use_explanations=not self.variant.endswith("-noexplain"),
         )
 
 
