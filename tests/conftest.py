@@ -41,6 +41,23 @@ def synthetic() -> Data:
     return load_data("synthetic")
 
 
+@pytest.fixture(autouse=True)
+def _skip_without_nats_table(request: pytest.FixtureRequest) -> None:
+    """Tests marked `nats_table` need ../shared/data/nats_tss_accuracy.csv (third-party data, never in the
+    repository): without it they skip, saying where it was looked for."""
+    if request.node.get_closest_marker("nats_table"):
+        needs_nats_table()
+
+
+def needs_nats_table() -> None:
+    from tinyarch.tools.evaluators import EvaluatorError, find_nats_table
+
+    try:
+        find_nats_table()
+    except EvaluatorError as e:
+        pytest.skip(f"no NATS table: {e}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,12 +80,8 @@ def finished_nats_run(root: Path, name: str, budget_evals: int, batch: int) -> P
     """The runs directory of a finished random search on the NATS table (seconds); skips without the table."""
     from tinyarch.agents.runner import run_search
     from tinyarch.config import RunConfig
-    from tinyarch.tools.evaluators import EvaluatorError, find_nats_table
 
-    try:
-        find_nats_table()
-    except EvaluatorError as e:
-        pytest.skip(f"no NATS table: {e}")
+    needs_nats_table()
     config = RunConfig(name=name, strategy="random", budget_evals=budget_evals, batch=batch, memory_path=root / "mem")
     run_search(config, root / "runs")
     return root / "runs"

@@ -13,22 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs_nats_table
 from tests.test_graph import NATS, _cells, _scripted_context, designs, edits
 from tests.test_llm import ScriptedBackend
 from tinyarch.agents.chat import Chat
 from tinyarch.agents.directives import is_question, parse_directive
 from tinyarch.agents.graph import build_graph
 from tinyarch.agents.llm import StructuredLLM
-from tinyarch.tools.evaluators import EvaluatorError, find_nats_table
 
 CLI = [sys.executable, "-m", "tinyarch.cli"]
-
-
-def needs_nats_table() -> None:
-    try:
-        find_nats_table()
-    except EvaluatorError as e:
-        pytest.skip(str(e))
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from tests.conftest import EXAMPLES, QUICK
 from tinyarch.builder import SqueezeExcite
 from tinyarch.space import SearchSpace, load_space
 from tinyarch.tools.data import Data, to_model_input
-from tinyarch.tools.evaluators import EvaluatorError, NatsTableEvaluator, find_nats_table
+from tinyarch.tools.evaluators import NatsTableEvaluator
 from tinyarch.tools.explain import (
     MIN_CANDIDATES,
     design_effects,
@@ -50,11 +50,8 @@ def _history(space: SearchSpace, n: int, accuracy: Any, seed: int = 0) -> list[d
     ]
 
 
+@pytest.mark.nats_table
 def test_nats_cifar100_ranks_operations(nats: SearchSpace) -> None:
-    try:
-        find_nats_table()
-    except EvaluatorError as e:
-        pytest.skip(f"needs the NATS-Bench accuracy table: {e}")
     table = NatsTableEvaluator("cifar100")
     effects = design_effects(nats, _history(nats, 200, lambda c: table.evaluate(c).metrics["accuracy"]), seed=0)
 
@@ -149,12 +146,9 @@ def test_model_dir_explanation_is_cached(one_thread: None, synthetic: Data, tmp_
     assert explain_model_dir(tmp_path, images=8, steps=16).summary() == first.summary()
 
 
+@pytest.mark.nats_table
 def test_explain_cli_on_a_nats_run(tmp_path: Path) -> None:
     """`tinyarch explain RUN` fits the design effects of a finished run and writes them beside it."""
-    try:
-        find_nats_table()
-    except EvaluatorError as e:
-        pytest.skip(str(e))
     cli = [sys.executable, "-m", "tinyarch.cli"]
     runs = str(tmp_path / "runs")
     search = [*cli, "search", "--name", "r", "--strategy", "random", "--budget-evals", "40", "--batch", "8"]

@@ -28,13 +28,13 @@ from tinyarch.space import load_space
 from tinyarch.tools.evaluators import NatsTableEvaluator
 
 NATS = load_space("nats-tss")
-EVALUATOR = NatsTableEvaluator("cifar100")
 
 
 def _run(config: RunConfig, tmp_path: Path) -> dict:
     return run_search(config, tmp_path / "runs")
 
 
+@pytest.mark.nats_table
 @pytest.mark.parametrize("strategy", ["random", "nsga2"])
 def test_baselines_spend_exactly_the_budget(strategy: str, tmp_path: Path) -> None:
     config = RunConfig(name=strategy, strategy=strategy, budget_evals=30, batch=8, memory_path=tmp_path / "mem")
@@ -49,6 +49,7 @@ def test_baselines_spend_exactly_the_budget(strategy: str, tmp_path: Path) -> No
     assert {t["agent"] for t in traces} >= {"design", "evaluate", "analyse", "critique", "finalize"}
 
 
+@pytest.mark.nats_table
 def test_the_evaluation_budget_is_not_cut_by_a_hidden_iteration_cap(tmp_path: Path) -> None:
     config = RunConfig(name="long", strategy="random", budget_evals=420, batch=4, memory_path=tmp_path / "mem")
     state = _run(config, tmp_path)  # 105 iterations: more than the old default cap of 100
@@ -56,6 +57,7 @@ def test_the_evaluation_budget_is_not_cut_by_a_hidden_iteration_cap(tmp_path: Pa
     assert state["stop_reason"] == "evaluation budget spent (420 of 420)"
 
 
+@pytest.mark.nats_table
 def test_a_run_that_finds_nothing_to_evaluate_stops_and_says_why(tmp_path: Path) -> None:
     config = RunConfig(name="idle", strategy="random", budget_evals=10, macs=1000, memory_path=tmp_path / "mem")
     state = _run(config, tmp_path)  # nothing fits 1,000 MACs
@@ -63,6 +65,7 @@ def test_a_run_that_finds_nothing_to_evaluate_stops_and_says_why(tmp_path: Path)
     assert state["stop_reason"] == "no new candidate could be evaluated in 50 iterations in a row"
 
 
+@pytest.mark.nats_table
 def test_budget_violations_are_rejected_before_evaluation(tmp_path: Path) -> None:
     config = RunConfig(
         name="tight", strategy="random", budget_evals=10, batch=8, macs="40M", memory_path=tmp_path / "mem"
@@ -77,7 +80,8 @@ def _scripted_context(tmp_path: Path, answers: list[str]) -> SearchContext:
     config = RunConfig(name="scripted", strategy="llm", budget_evals=4, batch=2, max_iterations=3)
     rundir = RunDir(tmp_path / "scripted")
     llm = StructuredLLM(ScriptedBackend(answers), retries=2)
-    return SearchContext(config, NATS, EVALUATOR, ScreenedPool(LLMDesigner()), rundir, 100, llm=llm)
+    evaluator = NatsTableEvaluator("cifar100")
+    return SearchContext(config, NATS, evaluator, ScreenedPool(LLMDesigner()), rundir, 100, llm=llm)
 
 
 def _cells(*seeds: int) -> list[dict]:
@@ -106,6 +110,7 @@ def edits(*changes: tuple[str, str, str], extra: dict | None = None) -> str:
     return json.dumps({"rationale": "edit the best", "edits": items, "designs": [extra or _cells(99)[0]]})
 
 
+@pytest.mark.nats_table
 def test_llm_path_with_a_scripted_model(tmp_path: Path) -> None:
     """First call: whole designs (nothing to edit yet); second: edits of the shown candidates, screened."""
     conv = "nor_conv_3x3"
@@ -161,6 +166,7 @@ answer_texts = st.one_of(
 )
 
 
+@pytest.mark.nats_table
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answers=st.lists(answer_texts, min_size=12, max_size=12))
 def test_fuzzed_llm_answers_never_crash_the_run(answers: list[str], tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -198,6 +204,7 @@ def _search(tmp_path: Path, name: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.nats_table
 def test_kill_and_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     straight = _search(tmp_path, "straight")
     assert straight.wait(timeout=300) == 0, straight.stderr.read()
@@ -228,6 +235,7 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     assert ids == [r["id"] for r in reference]  # the same search as the uninterrupted run
 
 
+@pytest.mark.nats_table
 @pytest.mark.slow
 def test_two_iterations_with_the_real_embedded_model(tmp_path: Path) -> None:
     """Five iterations of the screened pool with Qwen2.5-Coder-0.5B: designs, then edits, and one review."""

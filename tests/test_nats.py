@@ -42,6 +42,7 @@ def test_invalid_cells_report_their_edge(nats: SearchSpace) -> None:
     assert [v.path for v in violations] == ["edge_2_1"]
 
 
+@pytest.mark.nats_table
 def test_table_lookup_covers_every_cell() -> None:
     evaluator = NatsTableEvaluator("cifar100")
     assert len(evaluator.accuracy) == 15625 and evaluator.optimum == pytest.approx(73.51, abs=0.01)
@@ -51,6 +52,7 @@ def test_table_lookup_covers_every_cell() -> None:
     assert evaluator.evaluate(cell).metrics["accuracy"] == pytest.approx(73.51, abs=0.01)
 
 
+@pytest.mark.nats_table
 def test_missing_table_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TINYARCH_NATS_TABLE", str(tmp_path / "absent.csv"))
     assert find_nats_table().name == "nats_tss_accuracy.csv"  # falls through to ../shared/data

@@ -27,6 +27,7 @@ def test_spread_writes_median_and_quartiles() -> None:
     assert bench.spread([70.0]) == "70.00"
 
 
+@pytest.mark.nats_table
 def test_the_macs_budget_excludes_the_unconstrained_optimum() -> None:
     task = bench.load_task("cifar100-macs")
     table = NatsTableEvaluator("cifar100").accuracy
@@ -41,6 +42,7 @@ def _cell(*ops: str) -> dict:
     return NatsCell(num_classes=100, **dict(zip(EDGES, ops, strict=True))).model_dump(mode="json")
 
 
+@pytest.mark.nats_table
 def test_collect_counts_only_feasible_candidates_and_the_proposer_share(tmp_path: Path) -> None:
     run = bench.RunSpec(tmp_path, "cifar100-macs", "cifar100", "llm", 0, 3, 4, 50_000_000)
     rundir = RunDir(run.root)
@@ -61,6 +63,7 @@ def test_collect_counts_only_feasible_candidates_and_the_proposer_share(tmp_path
     assert 0 < result["hypervolume"] < 1
 
 
+@pytest.mark.nats_table
 @pytest.mark.slow
 def test_a_tiny_benchmark_runs_resumes_and_tabulates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["search_nats.py", "--strategies", "random", "--seeds", "1", "--evals", "8", "--out", str(tmp_path)]

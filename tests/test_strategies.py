@@ -23,16 +23,6 @@ NATS = load_space("nats-tss")
 CLASSIC = ["local", "rea", "bo", "nsga2"]
 
 
-@pytest.fixture(scope="module")
-def nats_table() -> None:
-    from tinyarch.tools.evaluators import EvaluatorError, find_nats_table
-
-    try:
-        find_nats_table()
-    except EvaluatorError as e:
-        pytest.skip(f"no NATS table: {e}")
-
-
 def test_neighbours_differ_in_exactly_one_choice() -> None:
     cell = NATS.sample(random.Random(0), 100)
     found = neighbours(NATS, cell)
@@ -74,8 +64,9 @@ def test_repair_reaches_the_budget_with_few_moves(mcu: SearchSpace) -> None:
     assert repair(mcu, spec, {"macs": 1, "peak_sram": None, "flash": None}) is None  # nothing fits 1 MAC
 
 
+@pytest.mark.nats_table
 @pytest.mark.parametrize("strategy", [*CLASSIC, "screened"])
-def test_strategies_spend_the_budget_on_new_feasible_specs(strategy: str, nats_table: None, tmp_path: Path) -> None:
+def test_strategies_spend_the_budget_on_new_feasible_specs(strategy: str, tmp_path: Path) -> None:
     config = RunConfig(
         name=strategy, strategy=strategy, budget_evals=40, batch=4, macs="60M", memory_path=tmp_path / "m"
     )
@@ -90,7 +81,8 @@ def test_strategies_spend_the_budget_on_new_feasible_specs(strategy: str, nats_t
         assert any(c["note"].startswith(("surrogate rank", "screen rank")) and "UCB" in c["note"] for c in done)
 
 
-def test_local_search_walks_from_its_incumbent(nats_table: None, tmp_path: Path) -> None:
+@pytest.mark.nats_table
+def test_local_search_walks_from_its_incumbent(tmp_path: Path) -> None:
     config = RunConfig(name="walk", strategy="local", budget_evals=24, batch=4, memory_path=tmp_path / "m")
     state = run_search(config, tmp_path / "runs")
     done = [c for c in state["history"] if c["status"] == "evaluated"]
@@ -111,8 +103,9 @@ def _search(tmp_path: Path, name: str, strategy: str) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
+@pytest.mark.nats_table
 @pytest.mark.parametrize("strategy", [*CLASSIC, "screened"])
-def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, nats_table: None, tmp_path: Path) -> None:
+def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, tmp_path: Path) -> None:
     victim = _search(tmp_path, "victim", strategy)
     evaluations = tmp_path / "runs" / "victim" / "evaluations.jsonl"
     deadline = time.monotonic() + 120
@@ -143,7 +136,8 @@ def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, nats_tabl
     assert ids == list(reference)  # the same search as the uninterrupted run
 
 
-def test_where_candidates_came_from_shows_in_trace_and_report(nats_table: None, tmp_path: Path) -> None:
+@pytest.mark.nats_table
+def test_where_candidates_came_from_shows_in_trace_and_report(tmp_path: Path) -> None:
     from tinyarch.report import load_run, overview
 
     runs = tmp_path / "runs"
