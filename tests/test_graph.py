@@ -282,3 +282,17 @@ def test_proxy_search_on_mcu_trains_checks_and_finalizes(tmp_path: Path) -> None
         assert firmware["arena"] == final["cost"]["peak_sram"] and firmware["instructions_per_inference"] > 0
     else:
         assert firmware["status"] == "failed" and "arm-none-eabi" in firmware["reason"]
+
+
+@pytest.mark.nats_table
+def test_the_designer_reads_the_lessons_memory_holds_for_its_space_and_dataset(tmp_path: Path) -> None:
+    from tinyarch.memory.store import Memory
+
+    ctx = _scripted_context(tmp_path, [designs(*_cells(1))] * 4)
+    ctx.memory = Memory(tmp_path / "memory")
+    ctx.memory.add_lesson("3x3 convolutions on every edge won last night", "night", 7, "nats-tss", "cifar100")
+    ctx.memory.add_lesson("avoid pooling", "night", 8, "mcu", "cifar100")
+    ctx.strategy.propose(ctx, {"iteration": 0}, 2, 0)
+    prompt = ctx.llm.backend.seen[0][1]["content"]
+    assert "Lessons from earlier runs on this space and dataset:\n- 3x3 convolutions on every edge won" in prompt
+    assert "avoid pooling" not in prompt

@@ -30,13 +30,20 @@ def _exercise(memory: Memory) -> None:
     memory.add_lesson("squeeze-and-excitation in the last stages helped accuracy", "run-a", 1)
     memory.add_lesson("7x7 kernels in the first stage cost too many MACs", "run-a", 2)
     assert memory.relevant_lessons("large kernels early", k=1) == ["7x7 kernels in the first stage cost too many MACs"]
+    # lessons are recalled for their space and dataset, from other runs than the asking one
+    memory.add_lesson("nor_conv_3x3 on every edge helped", "run-b", 1, "nats-tss", "cifar100")
+    memory.add_lesson("none on edge_3_0 hurt", "run-b", 2, "nats-tss", "imagenet16-120")
+    memory.add_lesson("our own advice", "run-c", 1, "nats-tss", "cifar100")
+    mine = memory.relevant_lessons("edges", k=5, space="nats-tss", dataset="cifar100", exclude_run="run-c")
+    assert mine == ["nor_conv_3x3 on every edge helped"]
+    assert memory.relevant_lessons("edges", space="mcu", dataset="cifar100") == []
 
 
 def test_persistent_memory_survives_a_new_client(tmp_path: Path) -> None:
     _exercise(Memory(tmp_path))
     again = Memory(tmp_path)
     assert len(again.nearest(NATS, NATS.sample(random.Random(1), 100), k=20)) == 12
-    assert len(again.relevant_lessons("anything", k=5)) == 2
+    assert len(again.relevant_lessons("anything", k=5)) == 5
 
 
 @pytest.fixture
