@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tinyarch.agents.context import SearchContext, describe
-from tinyarch.agents.moves import edit, neighbours, overshoot, repair
+from tinyarch.agents.moves import edit, neighbours, overshoot, repair, unchecked
 from tinyarch.agents.state import Proposal, SearchState, evaluated
 from tinyarch.agents.strategies import Admission, accuracy, best_of, seeded, ucb
 from tinyarch.prompts import render
@@ -223,23 +223,21 @@ def admitted(
         if want is not None and len(out) >= want:
             break
         try:
-            spec = (
-                ctx.space.parse(idea.spec)
-                if idea.base is None
-                else edit(ctx.space, ctx.space.parse(idea.base["spec"]), idea.changes or {})
-            )
+            base = None if idea.base is None else ctx.space.parse(idea.base["spec"])
+            spec = unchecked(ctx.space, idea.spec) if base is None else edit(ctx.space, base, idea.changes or {})
         except SpecError as e:
             reason = str(e)[:300]
             ctx.rundir.trace(
                 "tool", state.get("iteration", 0), "screen", origin=idea.origin, status="invalid", reason=reason
             )
             continue
-        origin = idea.origin
-        if overshoot(ctx.space.cost(spec), limits) > 0:
+        origin, broken = idea.origin, ctx.space.violations(spec)
+        if broken or overshoot(ctx.space.cost(spec), limits) > 0:
             fixed = repair(ctx.space, spec, limits, ctx.fixed_fields())
             if fixed is None:
                 continue
-            spec, origin = fixed[0], f"{origin} (repaired to the budget: {'; '.join(fixed[1])})"
+            fits = "the space's rules and the budget" if broken else "the budget"
+            spec, origin = fixed[0], f"{origin} (repaired to {fits}: {'; '.join(fixed[1])})"
         if admission.admit(spec):
             out.append((spec, origin))
     return out

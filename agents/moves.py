@@ -10,6 +10,8 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from tinyarch.budget import BudgetBreach
 from tinyarch.space import SearchSpace, SpecError, Violation
 
@@ -43,7 +45,8 @@ def mutate(space: SearchSpace, spec: Any, rng: random.Random, frozen: Iterable[s
 
 
 def edit(space: SearchSpace, spec: Any, changes: Mapping[str, Any]) -> Any:
-    """`spec` with the slot values in `changes` (path -> value); SpecError names a bad path or value."""
+    """`spec` with the slot values in `changes` (path -> value), the space's rules unchecked (see `repair`);
+    SpecError names a bad path or value."""
     slots = dict(space.slots())
     problems = [Violation(path, "no such choice in the space") for path in changes if path not in slots]
     problems += [
@@ -57,7 +60,7 @@ def edit(space: SearchSpace, spec: Any, changes: Mapping[str, Any]) -> Any:
     for position, (path, choices) in enumerate(space.slots()):
         if path in changes:
             vector[position] = choices.index(changes[path])
-    return space.parse(space.decode(vector, spec.num_classes))
+    return space.decode(vector, spec.num_classes)
 
 
 def breaches(cost: Mapping[str, float], limits: Limits) -> list[BudgetBreach]:
@@ -75,14 +78,16 @@ def overshoot(cost: Mapping[str, float], limits: Limits) -> float:
 
 
 def repair(space: SearchSpace, spec: Any, limits: Limits, frozen: Iterable[str] = ()) -> tuple[Any, list[str]] | None:
-    """The feasible spec reached from `spec` by the fewest greedy one-choice moves, and the moves made.
+    """The valid, feasible spec reached from `spec` by the fewest greedy one-choice moves, and the moves made.
 
-    Each step takes the neighbour with the smallest overshoot (ties: the larger MACs, so the least
-    capacity is given up), e.g. a narrower stage, fewer blocks or a lower resolution. None when
-    REPAIR_STEPS moves do not reach the budget.
+    `spec` may break the space's rules (say, a total stride over the limit): the first move then takes
+    it to its best valid neighbour. Each step takes the neighbour with the smallest overshoot of the
+    budget (ties: the larger MACs, so the least capacity is given up), e.g. a narrower stage, fewer
+    blocks or a lower resolution. None when REPAIR_STEPS moves do not get there.
     """
     frozen, moves = list(frozen), []
-    current, over = spec, overshoot(space.cost(spec), limits)
+    current, valid = spec, not space.violations(spec)
+    over = overshoot(space.cost(spec), limits) if valid else float("inf")
     for _ in range(REPAIR_STEPS):
         if over == 0:
             return current, moves
@@ -98,6 +103,20 @@ def repair(space: SearchSpace, spec: Any, limits: Limits, frozen: Iterable[str] 
         moves.append(describe_change(space, current, best))
         current, over = best, best_over
     return (current, moves) if over == 0 else None
+
+
+def unchecked(space: SearchSpace, data: Any) -> Any:
+    """`data` as a spec whose every value is one of the space's choices, its rules (such as the total
+    stride) not yet checked, for `repair`; SpecError (every violation) when it is not even that."""
+    try:
+        return space.parse(data)
+    except SpecError as error:
+        try:
+            spec = space.spec_model.model_validate(data)
+            space.encode(spec)
+        except (ValidationError, SpecError):
+            raise error from None
+        return spec
 
 
 def describe_change(space: SearchSpace, before: Any, after: Any) -> str:

@@ -213,3 +213,20 @@ def test_the_designer_reads_choices_ranked_by_evidence(tmp_path: Path) -> None:
         "edge_1_0, edge_2_0, edge_2_1, edge_3_0, edge_3_1, edge_3_2: nor_conv_3x3 (65.5% in 11), none (60.0% in 1)"
     )
     assert line.endswith("(untried)")
+
+
+def test_a_design_that_breaks_a_rule_is_repaired_not_dropped(mcu: SearchSpace, tmp_path: Path) -> None:
+    from tinyarch.agents.context import SearchContext
+    from tinyarch.agents.designer import Idea, admitted
+    from tinyarch.agents.strategies import Admission
+
+    raw = mcu.sample(random.Random(2), 10, in_channels=1).model_dump(mode="json")
+    raw["stem"]["stride"] = 2
+    for stage in raw["stages"]:
+        stage["stride"] = 2  # a total stride of 64: the space allows 32
+    assert any("total stride 64" in str(v) for v in mcu.validate_spec(raw))
+    config = RunConfig(name="r", space="mcu", evaluator="proxy", macs="5M", sram="64KB")
+    ctx = SearchContext(config, mcu, None, None, RunDir(tmp_path / "r"), 10, in_channels=1)
+    ((spec, origin),) = admitted(ctx, {}, Admission(ctx, {}), [Idea("llm design", spec=raw)])
+    assert not mcu.violations(spec) and not breaches(mcu.cost(spec), ctx.limits)
+    assert origin.startswith("llm design (repaired to the space's rules and the budget: ")

@@ -731,9 +731,9 @@ def print_front(state: dict, config: RunConfig, root: Path) -> None:
 
     history = state.get("history", [])
     rejected = sum(c["status"] == "rejected" for c in history)
-    repaired = sum("repaired to the budget" in c.get("origin", "") for c in done.values())
+    repaired = sum("(repaired to " in c.get("origin", "") for c in done.values())
     out.print(
-        f"{len(done)} evaluated ({repaired} repaired to the budget first), {rejected} rejected by the checks; "
+        f"{len(done)} evaluated ({repaired} repaired to fit first), {rejected} rejected by the checks; "
         f"came from: {origins(list(done.values()))}",
         highlight=False,
     )
