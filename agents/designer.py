@@ -208,9 +208,7 @@ class ScreenedPool:
     def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
         shown, admission = shown_candidates(state), Admission(ctx, state)
         pool = admitted(ctx, state, admission, self.proposer.ideas(ctx, state, shown, EDITS_PER_BATCH * n, attempt))
-        top_up = admitted(
-            ctx, state, admission, fallback(ctx, state, attempt, self.name), POOL_PER_BATCH * n - len(pool)
-        )
+        top_up = admitted(ctx, state, admission, fallback(ctx, state, attempt), POOL_PER_BATCH * n - len(pool))
         return screen_pool(ctx, state, pool + top_up, n)
 
 
@@ -243,10 +241,11 @@ def admitted(
     return out
 
 
-def fallback(ctx: SearchContext, state: SearchState, attempt: int, name: str) -> Iterator[Idea]:
-    """Classic moves, drawn as needed: the incumbent's neighbours in a seeded order, then random specs."""
+def fallback(ctx: SearchContext, state: SearchState, attempt: int) -> Iterator[Idea]:
+    """Classic moves, drawn as needed: the incumbent's neighbours in a seeded order, then random specs. The
+    draws are seeded alike for `llm` and its ablation, so at the same history the two differ only in ideas."""
     done = evaluated(state)
-    rng = seeded(ctx, name, state, attempt, "fallback")
+    rng = seeded(ctx, "llm", state, attempt, "fallback")
     if done:
         incumbent = max(done, key=accuracy)
         options = neighbours(ctx.space, ctx.space.parse(incumbent["spec"]), ctx.fixed_fields())
