@@ -25,8 +25,8 @@ from langgraph.graph import END, START, StateGraph
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.critic import critique
 from tinyarch.agents.directives import tighten
-from tinyarch.agents.moves import breaches
 from tinyarch.agents.state import Outcome, SearchState, evaluated
+from tinyarch.budget import breaches
 from tinyarch.space import SpecError
 from tinyarch.tools.pareto import analyse
 
@@ -320,9 +320,13 @@ def activity(node: str, strategy: str) -> str:
 
 def idle_iterations(state: SearchState) -> int:
     """Iterations in a row, up to this one, in which nothing was evaluated."""
-    spent = [c["iteration"] for c in state.get("history", []) if c["status"] in ("evaluated", "failed")]
-    return state.get("iteration", 0) - max(spent, default=-1)
+    return state.get("iteration", 0) - max((c["iteration"] for c in _spent(state)), default=-1)
 
 
 def _evaluations_used(state: SearchState) -> int:
-    return sum(c["status"] in ("evaluated", "failed") for c in state.get("history", []))
+    return len(_spent(state))
+
+
+def _spent(state: SearchState) -> list[dict[str, Any]]:
+    """The candidates that cost an evaluation: evaluated or failed."""
+    return [c for c in state.get("history", []) if c["status"] in ("evaluated", "failed")]

@@ -12,14 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tinyarch.budget import BudgetBreach
+from tinyarch.budget import breaches
 from tinyarch.space import SearchSpace, SpecError, Violation
 
 Limits = Mapping[str, float | None]
 REPAIR_STEPS = 16
 """Greedy repair gives up after this many one-choice moves."""
-BUDGET_NAMES = {"peak_sram": "sram", "flash": "flash", "macs": "macs"}
-"""Cost key (as `SearchSpace.cost` names it) -> budget name (as `BudgetBreach` names it)."""
 
 
 def neighbours(space: SearchSpace, spec: Any, frozen: Iterable[str] = ()) -> list[Any]:
@@ -61,15 +59,6 @@ def edit(space: SearchSpace, spec: Any, changes: Mapping[str, Any]) -> Any:
         if path in changes:
             vector[position] = choices.index(changes[path])
     return space.decode(vector, spec.num_classes)
-
-
-def breaches(cost: Mapping[str, float], limits: Limits) -> list[BudgetBreach]:
-    """The limits that `cost` breaks, each with its excess: the one budget check of the search."""
-    return [
-        BudgetBreach(BUDGET_NAMES[k], int(cost[k]), int(limit))
-        for k, limit in limits.items()
-        if limit is not None and k in cost and cost[k] > limit
-    ]
 
 
 def overshoot(cost: Mapping[str, float], limits: Limits) -> float:

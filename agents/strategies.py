@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from tinyarch.agents.context import SearchContext
-from tinyarch.agents.moves import breaches, mutate, neighbours
+from tinyarch.agents.moves import mutate, neighbours
 from tinyarch.agents.state import Proposal, SearchState, evaluated
+from tinyarch.budget import breaches
 
 SAMPLE_TRIES = 2000
 """Random draws a strategy spends looking for a new, feasible spec before it gives up."""

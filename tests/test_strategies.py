@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tinyarch.agents.moves import breaches, edit, neighbours, overshoot, repair
+from tinyarch.agents.moves import edit, neighbours, overshoot, repair
 from tinyarch.agents.runner import run_search
+from tinyarch.budget import breaches
 from tinyarch.config import RunConfig
 from tinyarch.rundir import RunDir
 from tinyarch.space import SearchSpace, SpecError, load_space

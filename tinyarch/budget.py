@@ -7,7 +7,7 @@ Operation counts use decimal ones: 1 M MACs = 10^6.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -83,3 +83,16 @@ class BudgetBreach:
         label = {"sram": "peak SRAM", "flash": "flash", "macs": "MACs"}[self.metric]
         pct = 100 * self.excess / self.limit
         return f"{label} {fmt(self.value)} exceeds the budget of {fmt(self.limit)} by {fmt(self.excess)} ({pct:.1f} %)"
+
+
+COST_BUDGETS = {"peak_sram": "sram", "flash": "flash", "macs": "macs"}
+"""Cost key (as `SearchSpace.cost` and the profiler name it) -> budget name (as `BudgetBreach` names it)."""
+
+
+def breaches(cost: Mapping[str, float], limits: Mapping[str, float | None]) -> list[BudgetBreach]:
+    """The limits (keyed by cost, in their order) that `cost` breaks, each with its excess: the one budget check."""
+    return [
+        BudgetBreach(COST_BUDGETS[k], int(cost[k]), int(limit))
+        for k, limit in limits.items()
+        if limit is not None and k in cost and cost[k] > limit
+    ]

@@ -166,6 +166,8 @@ def render(console: Console, records: list[dict[str, Any]], started: float, full
             else:
                 line.append(step_line(record), style="red" if is_error(record) else "")
             console.print(line, soft_wrap=True)
-            for proposal in record.get("proposals") or [] if record.get("agent") == "design" else []:
+            if record.get("agent") != "design":
+                continue
+            for proposal in record.get("proposals") or []:  # where each came from and how it was ranked
                 origin, note = proposal.get("origin", ""), proposal.get("note", "")
                 console.print(Text(f"      {origin}" + (f" · {note}" if note else ""), style="dim"), soft_wrap=True)

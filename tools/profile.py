@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from tinyarch.budget import Budget, BudgetBreach
+from tinyarch.budget import Budget, BudgetBreach, breaches
 from tinyarch.spec import ArchSpec
 from tinyarch.tools.memory_plan import MemoryPlan, plan_memory
 from tinyarch.tools.opgraph import Op, OpGraph, lower
@@ -159,9 +159,5 @@ def profile(spec: ArchSpec, latency: LatencyModel | None = None) -> Profile:
 
 def check_budget(prof: Profile, budget: Budget) -> list[BudgetBreach]:
     """Every limit of `budget` that `prof` breaks; empty when it fits."""
-    measured = {"sram": prof.peak_sram, "flash": prof.flash, "macs": prof.macs}
-    return [
-        BudgetBreach(metric, measured[metric], limit)
-        for metric, limit in budget.model_dump().items()
-        if limit is not None and measured[metric] > limit
-    ]
+    measured = {"peak_sram": prof.peak_sram, "flash": prof.flash, "macs": prof.macs}
+    return breaches(measured, {"peak_sram": budget.sram, "flash": budget.flash, "macs": budget.macs})
