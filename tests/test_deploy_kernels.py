@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tinyarch.tools.deploy import tflm_params as tp
+from tinyarch.tools.opgraph import conv_scratch, depthwise_scratch
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")
 
@@ -77,19 +78,35 @@ class Quant:
 
     @classmethod
     def of(cls, ch: tp.ChannelParams, op: tp.OutputParams, lut: np.ndarray | None = None) -> Quant:
+        """`lut` is an activation table; the clamp is folded into it as code generation does."""
+        if lut is not None:
+            lut = np.ascontiguousarray(tp.output_table(lut, op.act_min, op.act_max))
         out = OutputT(op.input_offset, op.output_offset, op.act_min, op.act_max, _ptr(lut, i8p))
         return cls(_i32(ch.mult), _i32(ch.shift), out, lut)
 
-    def channel_args(self) -> tuple[Any, Any]:
-        return _ptr(self.mult, i32p), _ptr(self.shift, i32p)
+    def channels(self, bias: np.ndarray | None, weight_sums: np.ndarray) -> np.ndarray:
+        """ta_channel_t records of the first len(weight_sums) channels, the input offset folded in."""
+        n = len(weight_sums)
+        params = tp.ChannelParams(list(self.mult[:n]), list(self.shift[:n]))
+        return _i32(tp.channel_table(None if bias is None else bias[:n], weight_sums, self.out.input_offset, params))
+
+
+def _scratch(nbytes: int) -> tuple[np.ndarray, Any]:
+    """A scratch buffer with 16 guard bytes after the `nbytes` the kernel may use, 4-byte aligned."""
+    buf = np.full(nbytes + 16, 0x55, np.int8)
+    return buf, _ptr(buf, i8p)
+
+
+def _check_guard(buf: np.ndarray, nbytes: int) -> None:
+    assert (buf[nbytes:] == 0x55).all(), f"a kernel wrote past its {nbytes}-byte scratch"
 
 
 OUT_T = ctypes.POINTER(OutputT)
 SIGNATURES = {
-    "ta_conv_s8": [i8p, c_int, c_int, c_int, i8p, i32p, i32p, i32p, i8p, *[c_int] * 7, OUT_T],
-    "ta_depthwise_s8": [i8p, c_int, c_int, c_int, i8p, i32p, i32p, i32p, i8p, *[c_int] * 6, OUT_T],
-    "ta_depthwise_inplace_s8": [i8p, c_int, c_int, c_int, i8p, i32p, i32p, i32p, *[c_int] * 3, OUT_T, i8p],
-    "ta_fully_connected_s8": [i8p, c_int, i8p, i32p, i32p, i32p, i8p, c_int, OUT_T],
+    "ta_conv_s8": [i8p, c_int, c_int, c_int, i8p, i32p, i8p, *[c_int] * 7, OUT_T, i8p],
+    "ta_depthwise_s8": [i8p, c_int, c_int, c_int, i8p, i32p, i8p, *[c_int] * 6, OUT_T, i8p],
+    "ta_depthwise_inplace_s8": [i8p, c_int, c_int, c_int, i8p, i32p, *[c_int] * 3, OUT_T, i8p],
+    "ta_fully_connected_s8": [i8p, c_int, i8p, i32p, i8p, c_int, OUT_T],
     "ta_add_s8": [i8p, i8p, i8p, c_int, ctypes.POINTER(AddT)],
     "ta_mul_channel_s8": [i8p, i8p, i8p, c_int, c_int, ctypes.POINTER(MulT)],
     "ta_mean_hw_s8": [i8p, c_int, c_int, c_int, i8p, ctypes.POINTER(MeanT)],
@@ -115,11 +132,15 @@ class Kernels:
         pad: tuple[int, int],
         out_hw: tuple[int, int],
     ) -> np.ndarray:
-        x, w, b = _i8(x), _i8(w), _bias(bias)
+        x, w = _i8(x), _i8(w)
         (h, wd, c), (oc, k) = x.shape, w.shape[:2]
+        ch = q.channels(bias, w.reshape(oc, -1).sum(axis=1, dtype=np.int64))
         out = np.zeros((*out_hw, oc), np.int8)
-        args = (*q.channel_args(), _ptr(out, i8p), *out_hw, oc, k, stride, *pad, q.out)
-        self.lib.ta_conv_s8(_ptr(x, i8p), h, wd, c, _ptr(w, i8p), _ptr(b, i32p), *args)
+        nbytes = conv_scratch(k, stride, c)
+        buf, scratch = _scratch(nbytes)
+        args = (_ptr(out, i8p), *out_hw, oc, k, stride, *pad, q.out, scratch)
+        self.lib.ta_conv_s8(_ptr(x, i8p), h, wd, c, _ptr(w, i8p), _ptr(ch, i32p), *args)
+        _check_guard(buf, nbytes)
         return out
 
     def depthwise(
@@ -132,30 +153,38 @@ class Kernels:
         pad: tuple[int, int],
         out_hw: tuple[int, int],
     ) -> np.ndarray:
-        x, w, b = _i8(x), _i8(w), _bias(bias)
+        x, w = _i8(x), _i8(w)
         h, wd, c = x.shape
+        ch = q.channels(bias, w.reshape(-1, c).sum(axis=0, dtype=np.int64))
         out = np.zeros((*out_hw, c), np.int8)
-        args = (*q.channel_args(), _ptr(out, i8p), *out_hw, w.shape[0], stride, *pad, q.out)
-        self.lib.ta_depthwise_s8(_ptr(x, i8p), h, wd, c, _ptr(w, i8p), _ptr(b, i32p), *args)
+        nbytes = depthwise_scratch(w.shape[0], stride, out_hw[1])
+        buf, scratch = _scratch(nbytes)
+        args = (_ptr(out, i8p), *out_hw, w.shape[0], stride, *pad, q.out, scratch)
+        self.lib.ta_depthwise_s8(_ptr(x, i8p), h, wd, c, _ptr(w, i8p), _ptr(ch, i32p), *args)
+        _check_guard(buf, nbytes)
         return out
 
     def depthwise_inplace(
         self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, q: Quant, pad: tuple[int, int]
     ) -> np.ndarray:
-        io, w, b = _i8(x).copy(), _i8(w), _bias(bias)
+        io, w = _i8(x).copy(), _i8(w)
         h, wd, c = io.shape
-        scratch = np.full(h * wd + 16, 0x55, np.int8)  # 16 guard bytes past the h * w the API allows
-        args = (*q.channel_args(), w.shape[0], *pad, q.out, _ptr(scratch, i8p))
-        self.lib.ta_depthwise_inplace_s8(_ptr(io, i8p), h, wd, c, _ptr(w, i8p), _ptr(b, i32p), *args)
-        assert (scratch[h * wd :] == 0x55).all(), "in-place depthwise wrote past its h * w scratch"
+        ch = q.channels(bias, w.reshape(-1, c).sum(axis=0, dtype=np.int64))
+        nbytes = depthwise_scratch(w.shape[0], 1, wd)
+        buf, scratch = _scratch(nbytes)
+        args = (w.shape[0], *pad, q.out, scratch)
+        self.lib.ta_depthwise_inplace_s8(_ptr(io, i8p), h, wd, c, _ptr(w, i8p), _ptr(ch, i32p), *args)
+        _check_guard(buf, nbytes)
         return io
 
     def fully_connected(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, q: Quant) -> np.ndarray:
-        x, w, b = _i8(x.reshape(-1)), _i8(w), _bias(bias)
+        x, w = _i8(x.reshape(-1)), _i8(w)
         assert w.shape[1] == x.size
+        ch = q.channels(bias, w.sum(axis=1, dtype=np.int64))
         out = np.zeros(w.shape[0], np.int8)
-        args = (*q.channel_args(), _ptr(out, i8p), w.shape[0], q.out)
-        self.lib.ta_fully_connected_s8(_ptr(x, i8p), x.size, _ptr(w, i8p), _ptr(b, i32p), *args)
+        self.lib.ta_fully_connected_s8(
+            _ptr(x, i8p), x.size, _ptr(w, i8p), _ptr(ch, i32p), _ptr(out, i8p), w.shape[0], q.out
+        )
         return out
 
     def add(self, a: np.ndarray, b: np.ndarray, p: tp.AddParams) -> np.ndarray:
@@ -177,10 +206,6 @@ class Kernels:
         out = np.zeros(c, np.int8)
         self.lib.ta_mean_hw_s8(_ptr(x, i8p), h, w, c, _ptr(out, i8p), MeanT(*_fields(p)))
         return out
-
-
-def _bias(bias: np.ndarray | None) -> np.ndarray | None:
-    return None if bias is None else _i32(bias)
 
 
 def _fields(p: Any) -> list[int]:
@@ -715,7 +740,7 @@ def test_cross_compiles_for_cortex_m7(tmp_path: Path) -> None:
         objdump = shutil.which("arm-none-eabi-objdump")
         if objdump and name == "optimized":
             asm = subprocess.run([objdump, "-d", str(obj)], check=True, capture_output=True, text=True).stdout
-            for insn in ("smlad", "sxtab16", "sxtb16", "smlabb", "smlatt"):
+            for insn in ("smlad", "sxtab16", "sxtb16", "smlatb", "ssat", "smlal"):
                 assert insn in asm, f"{insn} missing: the DSP path was not compiled"
 
 
@@ -723,8 +748,9 @@ def test_cross_compiles_for_cortex_m7(tmp_path: Path) -> None:
 M7_HARNESS = r"""
 #include "tinyarch_kernels.h"
 int32_t args[16];
-int8_t in_buf[4096], out_buf[4096], w_buf[8192], lut[256], scratch[4096];
-int32_t bias[64], mult[64], shift[64];
+int8_t in_buf[4096], out_buf[4096], w_buf[8192], lut[256];
+int32_t scratch[2048];
+ta_channel_t ch[64];
 ta_output_t q;
 ta_add_t addp;
 ta_mul_t mulp;
@@ -733,13 +759,12 @@ void halt(void) { for (;;) {} }
 void run(int op) {
     const int32_t *a = args;
     switch (op) {
-    case 0: ta_conv_s8(in_buf, a[0], a[1], a[2], w_buf, bias, mult, shift, out_buf, a[3], a[4], a[5], a[6], a[7],
-                       a[8], a[9], &q); break;
-    case 1: ta_depthwise_s8(in_buf, a[0], a[1], a[2], w_buf, bias, mult, shift, out_buf, a[3], a[4], a[6], a[7], a[8],
-                            a[9], &q); break;
-    case 2: ta_depthwise_inplace_s8(in_buf, a[0], a[1], a[2], w_buf, bias, mult, shift, a[6], a[8], a[9], &q,
-                                    scratch); break;
-    case 3: ta_fully_connected_s8(in_buf, a[0], w_buf, bias, mult, shift, out_buf, a[1], &q); break;
+    case 0: ta_conv_s8(in_buf, a[0], a[1], a[2], w_buf, ch, out_buf, a[3], a[4], a[5], a[6], a[7], a[8], a[9], &q,
+                       scratch); break;
+    case 1: ta_depthwise_s8(in_buf, a[0], a[1], a[2], w_buf, ch, out_buf, a[3], a[4], a[6], a[7], a[8], a[9], &q,
+                            scratch); break;
+    case 2: ta_depthwise_inplace_s8(in_buf, a[0], a[1], a[2], w_buf, ch, a[6], a[8], a[9], &q, scratch); break;
+    case 3: ta_fully_connected_s8(in_buf, a[0], w_buf, ch, out_buf, a[1], &q); break;
     case 4: ta_add_s8(in_buf, w_buf, out_buf, a[0], &addp); break;
     case 5: ta_mul_channel_s8(in_buf, w_buf, out_buf, a[0], a[1], &mulp); break;
     case 6: ta_mean_hw_s8(in_buf, a[0], a[1], a[2], out_buf, &meanp); break;
@@ -785,15 +810,15 @@ class M7:
     def get(self, name: str, n: int) -> np.ndarray:
         return np.frombuffer(bytes(self.uc.mem_read(self.sym[name], n)), np.int8).copy()
 
-    def call(self, op: int, args: list[int], q: Quant | None = None) -> None:
+    def call(self, op: int, args: list[int], q: Quant | None = None, channels: np.ndarray | None = None) -> None:
         if q is not None:
             lut = self.sym["lut"] if q.lut is not None else 0
             o = q.out
             self.put("q", np.array([o.input_offset, o.output_offset, o.act_min, o.act_max, lut], np.int32))
             if q.lut is not None:
                 self.put("lut", q.lut)
-            self.put("mult", q.mult)
-            self.put("shift", q.shift)
+        if channels is not None:
+            self.put("ch", channels)
         self.put("args", np.array(args + [0] * (16 - len(args)), np.int32))
         self.uc.reg_write(self.arm.UC_ARM_REG_SP, self.BASE + (1 << 20) - 64)
         self.uc.reg_write(self.arm.UC_ARM_REG_R0, op)
@@ -815,16 +840,15 @@ def test_cortex_m7_build_matches_reference(tmp_path: Path, libs: dict[str, Kerne
         q = _rand_quant(rng, 64, lut=case % 4 == 0)
         geometry = [h, w, c, oh, ow, oc, k, s, pt, pl]
         m7.put("in_buf", x)
-        m7.put("bias", bias)
         msg = f"case {case}: {h}x{w}x{c} k{k} s{s} oc{oc}"
         wc = rng.integers(-128, 128, (oc, k, k, c), dtype=np.int8)
         m7.put("w_buf", wc)
-        m7.call(0, geometry, q)
+        m7.call(0, geometry, q, q.channels(bias, wc.reshape(oc, -1).sum(axis=1, dtype=np.int64)))
         want = ref.conv(x, wc, bias[:oc], q, s, (pt, pl), (oh, ow))
         np.testing.assert_array_equal(m7.get("out_buf", want.size), want.reshape(-1), msg)
         wd = rng.integers(-128, 128, (k, k, c), dtype=np.int8)
         m7.put("w_buf", wd)
-        m7.call(1, geometry, q)
+        m7.call(1, geometry, q, q.channels(bias, wd.reshape(-1, c).sum(axis=0, dtype=np.int64)))
         want = ref.depthwise(x, wd, bias[:c], q, s, (pt, pl), (oh, ow))
         np.testing.assert_array_equal(m7.get("out_buf", want.size), want.reshape(-1), msg)
         if s == 1:
@@ -833,7 +857,7 @@ def test_cortex_m7_build_matches_reference(tmp_path: Path, libs: dict[str, Kerne
         wf = rng.integers(-128, 128, (oc, w * c), dtype=np.int8)
         m7.put("in_buf", x)
         m7.put("w_buf", wf)
-        m7.call(3, [w * c, oc], q)
+        m7.call(3, [w * c, oc], q, q.channels(bias, wf.sum(axis=1, dtype=np.int64)))
         want = ref.fully_connected(x[0], wf, bias[:oc], q)
         np.testing.assert_array_equal(m7.get("out_buf", want.size), want, msg)
         y = rng.integers(-128, 128, (h, w, c), dtype=np.int8)

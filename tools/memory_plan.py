@@ -8,12 +8,13 @@ so the two agree by construction. The rules, applied to an `OpGraph`:
 2. Co-residence. An op's inputs, output and scratch are all live while it runs; a residual input
    therefore stays live across the whole block until its add.
 3. In place. When an op may overwrite an input (`Op.overwrites`: residual add, SE scale,
-   stride-1 depthwise) and is that input's last reader, the output takes over the input's buffer;
-   the op's `inplace_scratch` is then live for that step only. Otherwise the output gets a new
-   buffer and no scratch.
-4. Placement. Buffers are placed largest first (ties: earlier first use), each at the lowest
-   offset clear of every placed buffer whose lifetime overlaps, as TFLM's greedy planner does.
-   The arena is the highest end offset.
+   stride-1 depthwise) and is that input's last reader, the output takes over the input's buffer.
+   Otherwise the output gets a new buffer.
+4. Scratch. An op's `scratch` (its kernel's working memory) is a buffer live for that step only.
+5. Placement. Buffers are placed largest first (ties: earlier first use), each at the lowest
+   offset clear of every placed buffer whose lifetime overlaps, as TFLM's greedy planner does,
+   rounded up to a multiple of 4 so that kernels may load words. The arena is the highest end
+   offset.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from dataclasses import dataclass
 
 from tinyarch.tools.opgraph import OpGraph
 
+ALIGN = 4
+"""Every buffer starts at a multiple of this many bytes (word loads in the kernels)."""
+
 
 @dataclass(slots=True)
 class MemoryPlan:
-    """Byte offsets of every tensor (and in-place scratch) in one arena of `arena` bytes."""
+    """Byte offsets of every tensor (and kernel scratch) in one arena of `arena` bytes."""
 
     tensor_offsets: list[int]
     tensor_buffer: list[int]
@@ -71,10 +75,10 @@ def plan_memory(graph: OpGraph) -> MemoryPlan:
             tensor_buffer[out] = b
             last[b] = last_read[out]
             inplace.add(i)
-            if op.inplace_scratch:
-                scratch_buffer[i] = new_buffer(op.inplace_scratch, i, i)
         else:
             tensor_buffer[out] = new_buffer(sizes[out], i, last_read[out])
+        if op.scratch:
+            scratch_buffer[i] = new_buffer(op.scratch, i, i)
 
     n = len(size)
     conflicts: list[list[int]] = [[] for _ in range(n)]
@@ -92,7 +96,7 @@ def plan_memory(graph: OpGraph) -> MemoryPlan:
         for lo, hi in sorted((offsets[a], offsets[a] + size[a]) for a in conflicts[b] if offsets[a] >= 0):
             if at + size[b] <= lo:
                 break
-            at = max(at, hi)
+            at = max(at, ALIGN * -(-hi // ALIGN))
         offsets[b] = at
 
     delta = [0] * (steps + 1)

@@ -25,10 +25,25 @@ LUT_BYTES = 256
 Shape = tuple[int, int, int]
 
 
+def _round2(n: int) -> int:
+    return n + (n & 1)
+
+
+def conv_scratch(kernel: int, stride: int, in_channels: int) -> int:
+    """Bytes of ta_conv_s8's working memory: an int16 im2col of two pixels (none for pointwise)."""
+    return 0 if kernel == 1 and stride == 1 else 4 * _round2(kernel * kernel * in_channels)
+
+
+def depthwise_scratch(kernel: int, stride: int, out_width: int) -> int:
+    """Bytes of ta_depthwise_s8's working memory: a ring of `kernel` padded int16 input rows."""
+    return 2 * kernel * _round2(stride * _round2(out_width) + kernel + 2)
+
+
 @dataclass(frozen=True, slots=True)
 class Op:
     """One int8 operator. `overwrites` names an input whose buffer the output may take over when
-    this op is that input's last reader; `inplace_scratch` is the working memory it then needs."""
+    this op is that input's last reader; `scratch` is the working memory its kernel needs while it
+    runs (firmware/kernels/tinyarch_kernels.h: ta_conv_scratch, ta_depthwise_scratch)."""
 
     name: str
     kind: str  # conv | depthwise | pointwise | fully_connected | add | mul | mean
@@ -43,7 +58,7 @@ class Op:
     params: int = 0
     flash: int = 0
     overwrites: int | None = None
-    inplace_scratch: int = 0
+    scratch: int = 0
 
 
 @dataclass(slots=True)
@@ -77,8 +92,8 @@ def lower(spec: ArchSpec) -> OpGraph:
         kind = "depthwise" if depthwise else ("pointwise" if kernel == 1 else "conv")
         y = new_tensor((ho, wo, cout))
         lut = LUT_BYTES if act in ("leaky_relu", "swish", "sigmoid") else 0
-        # A stride-1 depthwise can run in place (as in TinyEngine): each output channel plane is
-        # computed into scratch, then written over the input channel it came from.
+        # A stride-1 depthwise can run in place (as in TinyEngine): its kernel widens each input row
+        # into a ring of `kernel` rows before the output row that overwrites it is written.
         in_place = depthwise and stride == 1
         ops.append(
             Op(
@@ -95,7 +110,7 @@ def lower(spec: ArchSpec) -> OpGraph:
                 params=weights + (cout if bias else 2 * cout),
                 flash=weights + PER_CHANNEL_BYTES * cout + lut,
                 overwrites=x if in_place else None,
-                inplace_scratch=ho * wo if in_place else 0,
+                scratch=depthwise_scratch(kernel, stride, wo) if depthwise else conv_scratch(kernel, stride, cin),
             )
         )
         return y

@@ -10,6 +10,7 @@
 #define TA_ACLE_COMPAT_H
 
 #include <stdint.h>
+#include <string.h>
 
 /* Rotate right by n (1..31). GCC emits a single ROR; arm_acle.h of GCC 12 has no __ror. */
 static inline uint32_t ta_ror(uint32_t x, unsigned n) {
@@ -55,6 +56,28 @@ static inline int32_t ta_smlabb(uint32_t a, uint32_t b, int32_t acc) {
     return __smlabb((int32_t)a, (int32_t)b, acc);
 }
 
+/* acc + a.hi * b.lo */
+static inline int32_t ta_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlatb((int32_t)a, (int32_t)b, acc);
+}
+
+/* acc + a.lo * b.hi */
+static inline int32_t ta_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+
+/* x saturated to the int8 range. */
+static inline int32_t ta_ssat8(int32_t x) {
+    return __ssat(x, 8);
+}
+
+/* The word at *p, then *p += 4: one post-indexed LDR (GCC rarely forms it on its own). */
+static inline uint32_t ta_load32_next(const void **p) {
+    uint32_t v;
+    __asm__("ldr %0, [%1], #4" : "=r"(v), "+r"(*p) : "m"(*(const uint32_t *)*p));
+    return v;
+}
+
 /* acc + a.hi * b.hi */
 static inline int32_t ta_smlatt(uint32_t a, uint32_t b, int32_t acc) {
     return __smlatt((int32_t)a, (int32_t)b, acc);
@@ -98,6 +121,25 @@ static inline int32_t ta_smlad(uint32_t a, uint32_t b, int32_t acc) {
 
 static inline int32_t ta_smlabb(uint32_t a, uint32_t b, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(ta_lo16(a) * ta_lo16(b)));
+}
+
+static inline int32_t ta_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(ta_hi16(a) * ta_lo16(b)));
+}
+
+static inline int32_t ta_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(ta_lo16(a) * ta_hi16(b)));
+}
+
+static inline int32_t ta_ssat8(int32_t x) {
+    return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
+
+static inline uint32_t ta_load32_next(const void **p) {
+    uint32_t v;
+    memcpy(&v, *p, sizeof v);
+    *p = (const uint8_t *)*p + 4;
+    return v;
 }
 
 static inline int32_t ta_smlatt(uint32_t a, uint32_t b, int32_t acc) {

@@ -4,25 +4,26 @@
  * acle_compat.h: single DSP instructions on ARM, portable C elsewhere (so the host tests run this
  * file too). Techniques:
  *
- * - Conv, pointwise and fully connected share one micro-kernel: a dot product of one input vector
- *   with four weight rows. Four int8 inputs come from one (unaligned) 32-bit load and are widened to
- *   two int16 pairs with SXTB16 (bytes 0, 2) and SXTB16 ROR #8 (bytes 1, 3); each weight word is
- *   widened the same way so that the pairs line up, and SMLAD does two multiply-accumulates. The
- *   widened input is shared by four output channels.
- * - Conv runs one block of four output channels at a time over the whole image. The input offset
- *   is folded into a per-channel constant (bias + offset * sum of the channel's weights), so the
- *   dot products of interior pixels need no offset at all. Border pixels instead add the offset
- *   while widening (SXTAB16) and cover only the valid taps: for each kernel row those form one
- *   contiguous run of taps * in_c bytes in both input and weights, so there is no im2col and no
- *   per-tap bounds check.
- * - Depthwise works on blocks of four channels: the block's weights are widened once into a small
- *   stack table, each tap loads four channels with one 32-bit load, widens them adding the offset
- *   (SXTAB16) and accumulates with SMLABB/SMLATT. The window is clipped once per output pixel.
- * - In-place depthwise keeps only (pad_top + 1) output rows of a channel block in the scratch ring
- *   and writes each row back once the input rows it overwrites are no longer needed, so the
- *   four-channel path is used whenever 4 * (pad_top + 1) <= h.
+ * - The input offset is folded into each channel's bias at code generation (ta_channel_t), and
+ *   padding reads as the input zero point, so no inner loop adds an offset or clips a window.
+ * - Pointwise convolution and fully connected share a 2x2 micro-kernel: two pixels by two output
+ *   channels per pass. Four int8 values come from one 32-bit load and are widened to two int16
+ *   pairs with SXTB16 (bytes 0, 2) and SXTB16 ROR #8 (bytes 1, 3); each widened weight word serves
+ *   both pixels and each widened input word both channels, so one pass of four inputs costs
+ *   4 loads, 8 widenings and 8 SMLADs for 16 multiply-accumulates.
+ * - Other convolutions (the stem) build an int16 im2col of two pixels, in the same (0, 2), (1, 3)
+ *   order as the widened weights and with the zero point as padding, and run the same 2x2 blocking.
+ * - Depthwise works one channel at a time on a ring of `kernel` padded input rows widened to int16
+ *   (the zero point as padding), and computes two outputs per pass with SMLAD over pairs of taps:
+ *   for stride 1 the same input pairs serve both outputs, one with the even and one with the odd
+ *   tap pairing. Kernel sizes 3, 5 and 7 at strides 1 and 2 are compiled as specialised, fully
+ *   unrolled instances; the ring is also what lets a stride-1 depthwise overwrite its input.
  * - Requantisation folds TFLM's two roundings into one 64-bit multiply-add with a per-channel
- *   constant and one shift of the high word (rq_apply), exactly equal to the double rounding.
+ *   constant and one shift of the high word (rq_fast), exactly equal to the double rounding, for
+ *   the usual right shifts; other shifts take the general path (rq_apply) for the whole operator.
+ * - The clamp and the activation table are one step: saturate to int8, then look up a table that
+ *   maps values outside the clamp range as the clamp would (a model's table, or one built on the
+ *   stack from the range).
  * - Mean sums four channels per load in int16 lanes (SXTAB16), flushed every 256 pixels.
  *
  * Integer accumulations are modulo 2^32 exactly as in the reference, so reordering them does not
@@ -40,18 +41,15 @@
 #error "optimized_m7.c assumes a little-endian target"
 #endif
 
-/* Largest depthwise kernel (taps) whose widened weights are kept on the stack: 7x7. */
-#define TA_DW_MAX_TAPS 49
+#define INLINE static inline __attribute__((always_inline))
 
-static inline uint32_t load32(const int8_t *p) {
+/* Largest depthwise kernel side with a specialised, register-blocked instance. */
+#define TA_DW_MAX_KERNEL 7
+
+INLINE uint32_t load32(const void *p) {
     uint32_t v;
     memcpy(&v, p, sizeof v);
     return v;
-}
-
-/* The input offset in both halfwords, for SXTAB16. */
-static inline uint32_t pack_offset(int32_t offset) {
-    return ((uint32_t)offset & 0xFFFFu) * 0x00010001u;
 }
 
 static inline int32_t lo16(uint32_t x) {
@@ -112,545 +110,478 @@ static inline int32_t rq_apply(int32_t x, const rq_t *r) {
     return (int32_t)(t >> 32) >> r->e1;
 }
 
-/* The output stage's parameters copied into locals: stores through int8_t pointers may alias
- * anything, so values read through q would otherwise be reloaded after every output byte. */
+/* rq_apply for a right shift of at least one and no left shift, without the branch. */
+INLINE int32_t rq_fast(int32_t x, const rq_t *r) {
+    const int64_t t = r->round - (int64_t)((uint32_t)x & 0x80000000u) + (int64_t)x * r->mult;
+    return (int32_t)(t >> 32) >> r->e1;
+}
+
+/* Whether every channel's shift is a right shift, so rq_fast applies. */
+static int all_right_shifts(const ta_channel_t *ch, int n) {
+    int i;
+    for (i = 0; i < n; ++i) {
+        if (ch[i].shift >= 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The output stage of conv, depthwise and fully connected: the output zero point, then clamp and
+ * table in one lookup. `table` points at entry 128 of a 256-entry table. */
 typedef struct {
-    int32_t zero, lo, hi;
-    const int8_t *lut;
+    int32_t zero;
+    const int8_t *table;
 } out_params;
 
-static inline out_params out_params_of(const ta_output_t *q) {
+/* q's table, or `buf` filled with the clamp as a table when q has none. */
+static out_params out_params_of(const ta_output_t *q, int8_t *buf) {
     out_params o;
     o.zero = q->output_offset;
-    o.lo = q->act_min;
-    o.hi = q->act_max;
-    o.lut = q->lut;
+    if (q->lut != NULL) {
+        o.table = q->lut + 128;
+    } else {
+        int i;
+        for (i = 0; i < 256; ++i) {
+            buf[i] = (int8_t)clamp(i - 128, q->act_min, q->act_max);
+        }
+        o.table = buf + 128;
+    }
     return o;
 }
 
-static inline int8_t output_stage(int32_t acc, const rq_t *r, out_params o) {
-    int32_t v = clamp(rq_apply(acc, r) + o.zero, o.lo, o.hi);
-    if (o.lut != NULL) {
-        v = o.lut[v + 128];
-    }
-    return (int8_t)v;
-}
-
-/* --- dot products -------------------------------------------------------------------------------- */
-
-/* acc[j] += sum_i w[j * wstride + i] * (x[i] + offset) for j = 0..3 and i < n. */
-static inline void dot_4rows(const int8_t *x, const int8_t *w, size_t wstride, int n, uint32_t offset2,
-                             int32_t offset, int32_t *acc) {
-    /* Two row pointers plus the row stride keep the loop within the core's registers. */
-    const int8_t *wa = w;
-    const int8_t *wb = w + 2 * wstride;
-    const int8_t *xend = x + (n & ~3);
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int i;
-    while (x != xend) {
-        const uint32_t xv = load32(x);
-        const uint32_t x02 = ta_sxtab16(offset2, xv);
-        const uint32_t x13 = ta_sxtab16_ror8(offset2, xv);
-        uint32_t wv;
-        x += 4;
-        wv = load32(wa);
-        a0 = ta_smlad(ta_sxtb16(wv), x02, a0);
-        a0 = ta_smlad(ta_sxtb16_ror8(wv), x13, a0);
-        wv = load32(wa + wstride);
-        a1 = ta_smlad(ta_sxtb16(wv), x02, a1);
-        a1 = ta_smlad(ta_sxtb16_ror8(wv), x13, a1);
-        wv = load32(wb);
-        a2 = ta_smlad(ta_sxtb16(wv), x02, a2);
-        a2 = ta_smlad(ta_sxtb16_ror8(wv), x13, a2);
-        wv = load32(wb + wstride);
-        a3 = ta_smlad(ta_sxtb16(wv), x02, a3);
-        a3 = ta_smlad(ta_sxtb16_ror8(wv), x13, a3);
-        wa += 4;
-        wb += 4;
-    }
-    for (i = n & 3; i > 0; --i) {
-        const int32_t xv = (int32_t)*x++ + offset;
-        a0 += (int32_t)wa[0] * xv;
-        a1 += (int32_t)wa[wstride] * xv;
-        a2 += (int32_t)wb[0] * xv;
-        a3 += (int32_t)wb[wstride] * xv;
-        ++wa;
-        ++wb;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* As dot_4rows without the input offset (it is folded into the accumulators' start values); one
- * register fewer, so the loop runs without spills. */
-static inline void dot_4rows_raw(const int8_t *x, const int8_t *w, size_t wstride, int n, int32_t *acc) {
-    const int8_t *wa = w;
-    const int8_t *wb = w + 2 * wstride;
-    const int8_t *xend = x + (n & ~3);
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int i;
-    while (x != xend) {
-        const uint32_t xv = load32(x);
-        const uint32_t x02 = ta_sxtb16(xv);
-        const uint32_t x13 = ta_sxtb16_ror8(xv);
-        uint32_t wv;
-        x += 4;
-        wv = load32(wa);
-        a0 = ta_smlad(ta_sxtb16(wv), x02, a0);
-        a0 = ta_smlad(ta_sxtb16_ror8(wv), x13, a0);
-        wv = load32(wa + wstride);
-        a1 = ta_smlad(ta_sxtb16(wv), x02, a1);
-        a1 = ta_smlad(ta_sxtb16_ror8(wv), x13, a1);
-        wv = load32(wb);
-        a2 = ta_smlad(ta_sxtb16(wv), x02, a2);
-        a2 = ta_smlad(ta_sxtb16_ror8(wv), x13, a2);
-        wv = load32(wb + wstride);
-        a3 = ta_smlad(ta_sxtb16(wv), x02, a3);
-        a3 = ta_smlad(ta_sxtb16_ror8(wv), x13, a3);
-        wa += 4;
-        wb += 4;
-    }
-    for (i = n & 3; i > 0; --i) {
-        const int32_t xv = *x++;
-        a0 += (int32_t)wa[0] * xv;
-        a1 += (int32_t)wa[wstride] * xv;
-        a2 += (int32_t)wb[0] * xv;
-        a3 += (int32_t)wb[wstride] * xv;
-        ++wa;
-        ++wb;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* acc + sum_i w[i] * (x[i] + offset) for i < n (offset2: the offset in both halfwords). */
-static inline int32_t dot_1row(const int8_t *x, const int8_t *w, int n, uint32_t offset2, int32_t offset,
-                               int32_t acc) {
-    int i;
-    for (i = n >> 2; i > 0; --i) {
-        const uint32_t xv = load32(x);
-        const uint32_t wv = load32(w);
-        x += 4;
-        w += 4;
-        acc = ta_smlad(ta_sxtb16(wv), ta_sxtab16(offset2, xv), acc);
-        acc = ta_smlad(ta_sxtb16_ror8(wv), ta_sxtab16_ror8(offset2, xv), acc);
-    }
-    for (i = n & 3; i > 0; --i) {
-        acc += (int32_t)*w++ * ((int32_t)*x++ + offset);
-    }
-    return acc;
+INLINE int8_t output_stage(int32_t acc, const rq_t *r, int fast, out_params o) {
+    const int32_t v = (fast ? rq_fast(acc, r) : rq_apply(acc, r)) + o.zero;
+    return o.table[ta_ssat8(v)];
 }
 
 /* --- convolution and fully connected ---------------------------------------------------------- */
 
+/* Two output channels' constants, prepared once per channel pair. */
+typedef struct {
+    int32_t bias[2];
+    rq_t rq[2];
+} pair_params;
+
+INLINE pair_params pair_params_of(const ta_channel_t *ch, int n) {
+    pair_params p;
+    int j;
+    for (j = 0; j < 2; ++j) {
+        const ta_channel_t *c = ch + (j < n ? j : 0);
+        p.bias[j] = c->bias;
+        p.rq[j] = rq_init(c->mult, c->shift);
+    }
+    return p;
+}
+
+/* acc[0], acc[1] += rows w, w + ws against int8 pixel x; acc[2], acc[3] the same for pixel
+ * x + xs. A stride of 0 reruns the same row or pixel (a lone last channel or pixel; its results
+ * are dropped). Where xs and ws are one value (pointwise: both n) the loop needs no spills. */
+INLINE void dot_2x2_s8(const int8_t *x, int xs, const int8_t *w, int ws, int n, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    const void *xp = x, *wp = w;
+    const void *const end = w + (n & ~3);
+    int i;
+    while (wp != end) {
+        const uint32_t xb = load32((const int8_t *)xp + xs), xa = ta_load32_next(&xp);
+        const uint32_t w1 = load32((const int8_t *)wp + ws), w0 = ta_load32_next(&wp);
+        const uint32_t xa02 = ta_sxtb16(xa), xa13 = ta_sxtb16_ror8(xa);
+        const uint32_t xb02 = ta_sxtb16(xb), xb13 = ta_sxtb16_ror8(xb);
+        uint32_t w02 = ta_sxtb16(w0), w13 = ta_sxtb16_ror8(w0);
+        a0 = ta_smlad(w02, xa02, a0);
+        a0 = ta_smlad(w13, xa13, a0);
+        b0 = ta_smlad(w02, xb02, b0);
+        b0 = ta_smlad(w13, xb13, b0);
+        w02 = ta_sxtb16(w1);
+        w13 = ta_sxtb16_ror8(w1);
+        a1 = ta_smlad(w02, xa02, a1);
+        a1 = ta_smlad(w13, xa13, a1);
+        b1 = ta_smlad(w02, xb02, b1);
+        b1 = ta_smlad(w13, xb13, b1);
+    }
+    x = (const int8_t *)xp;
+    w = (const int8_t *)wp;
+    for (i = n & 3; i > 0; --i) {
+        const int32_t xa = x[0], xb = x[xs], w0 = w[0], w1 = w[ws];
+        a0 += w0 * xa;
+        a1 += w1 * xa;
+        b0 += w0 * xb;
+        b1 += w1 * xb;
+        ++x;
+        ++w;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* As dot_2x2_s8 for int16 pixels of an im2col, whose groups of four are stored in the order
+ * (0, 2, 1, 3) of the widened weights; a tail of n % 4 is stored plainly. */
+INLINE void dot_2x2_s16(const int16_t *x, int xs, const int8_t *w, int ws, int n, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    const int8_t *end = w + (n & ~3);
+    int i;
+    while (w != end) {
+        const uint32_t xa02 = load32(x), xa13 = load32(x + 2);
+        const uint32_t xb02 = load32(x + xs), xb13 = load32(x + xs + 2);
+        uint32_t wv = load32(w), w02 = ta_sxtb16(wv), w13 = ta_sxtb16_ror8(wv);
+        a0 = ta_smlad(w02, xa02, a0);
+        a0 = ta_smlad(w13, xa13, a0);
+        b0 = ta_smlad(w02, xb02, b0);
+        b0 = ta_smlad(w13, xb13, b0);
+        wv = load32(w + ws);
+        w02 = ta_sxtb16(wv);
+        w13 = ta_sxtb16_ror8(wv);
+        a1 = ta_smlad(w02, xa02, a1);
+        a1 = ta_smlad(w13, xa13, a1);
+        b1 = ta_smlad(w02, xb02, b1);
+        b1 = ta_smlad(w13, xb13, b1);
+        x += 4;
+        w += 4;
+    }
+    for (i = n & 3; i > 0; --i) {
+        const int32_t xa = x[0], xb = x[xs], w0 = w[0], w1 = w[ws];
+        a0 += w0 * xa;
+        a1 += w1 * xa;
+        b0 += w0 * xb;
+        b1 += w1 * xb;
+        ++x;
+        ++w;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* Requantise a 2x2 block and store the np pixels by nc channels that exist. */
+INLINE void store_2x2(const int32_t *acc, const pair_params *pp, int np, int nc, int fast, out_params o, int8_t *dst,
+                      int out_c) {
+    dst[0] = output_stage(acc[0], &pp->rq[0], fast, o);
+    if (nc == 2) {
+        dst[1] = output_stage(acc[1], &pp->rq[1], fast, o);
+    }
+    if (np == 2) {
+        dst[out_c] = output_stage(acc[2], &pp->rq[0], fast, o);
+        if (nc == 2) {
+            dst[out_c + 1] = output_stage(acc[3], &pp->rq[1], fast, o);
+        }
+    }
+}
+
+INLINE void start_2x2(int32_t *acc, const pair_params *pp) {
+    acc[0] = acc[2] = pp->bias[0];
+    acc[1] = acc[3] = pp->bias[1];
+}
+
+/* Every output channel of `count` contiguous pixels of n channels (pointwise, or fully connected
+ * with count 1), two pixels by two channels at a time. */
+INLINE void pointwise(const int8_t *in, int count, int n, const int8_t *weights, const ta_channel_t *ch, int8_t *out,
+                      int out_c, int fast, out_params o) {
+    int oc, p;
+    for (oc = 0; oc < out_c; oc += 2) {
+        const int nc = imin(2, out_c - oc);
+        const int ws = nc == 2 ? n : 0;
+        const int8_t *w = weights + (size_t)oc * n;
+        const pair_params pp = pair_params_of(ch + oc, nc);
+        const int8_t *x = in;
+        int8_t *dst = out + oc;
+        int32_t acc[4];
+        if (nc == 2) {
+            for (p = 0; p + 2 <= count; p += 2, x += 2 * n, dst += 2 * out_c) {
+                start_2x2(acc, &pp);
+                dot_2x2_s8(x, n, w, n, n, acc);
+                store_2x2(acc, &pp, 2, 2, fast, o, dst, out_c);
+            }
+        } else {
+            for (p = 0; p + 2 <= count; p += 2, x += 2 * n, dst += 2 * out_c) {
+                start_2x2(acc, &pp);
+                dot_2x2_s8(x, n, w, 0, n, acc);
+                store_2x2(acc, &pp, 2, 1, fast, o, dst, out_c);
+            }
+        }
+        if (p < count) {
+            start_2x2(acc, &pp);
+            dot_2x2_s8(x, 0, w, ws, n, acc);
+            store_2x2(acc, &pp, 1, nc, fast, o, dst, out_c);
+        }
+    }
+}
+
 typedef struct {
     const int8_t *in;
-    int in_h, in_w, in_c, kernel, stride, pad_top, pad_left, out_h, out_w, out_c;
-    int32_t offset;
-    out_params op;
-} conv_args;
+    int in_h, in_w, in_c, kernel, stride, pad_top, pad_left, out_w;
+    int16_t zp; /* the input zero point, for padding */
+} conv_geometry;
 
-/* Output channels oc..oc+n-1 (n = 4 or 1) of every pixel. */
-static void conv_block(const conv_args *a, const int8_t *weights, const int32_t *bias, const int32_t *mult,
-                       const int32_t *shift, int8_t *out, int oc, int n) {
-    const int k = a->kernel, in_c = a->in_c;
-    const size_t wstride = (size_t)k * k * in_c; /* bytes per output channel */
-    const size_t in_row = (size_t)a->in_w * in_c;
-    const size_t w_row = (size_t)k * in_c;
-    const uint32_t offset2 = pack_offset(a->offset);
-    const int8_t *wblock = weights + (size_t)oc * wstride;
-    const out_params op = a->op;
-    /* Folding the offset costs a pass over the weights: worth it from two pixels on. */
-    const int fold = a->out_h * a->out_w > 1;
-    int32_t b[4], full[4];
-    rq_t rq[4];
-    int j, oy, ox, ky;
-    for (j = 0; j < n; ++j) {
-        const int8_t *wj = wblock + j * wstride;
-        int32_t sum = 0;
-        size_t i;
-        for (i = 0; fold && i < wstride; ++i) {
-            sum += wj[i];
-        }
-        b[j] = bias != NULL ? bias[oc + j] : 0;
-        full[j] = (int32_t)((uint32_t)b[j] + (uint32_t)a->offset * (uint32_t)sum);
-        rq[j] = rq_init(mult[oc + j], shift[oc + j]);
-    }
-    if (fold && n == 4 && k == 1 && a->pad_top == 0 && a->pad_left == 0) { /* pointwise */
-        const size_t step = (size_t)a->stride * in_c;
-        const size_t skip = ((size_t)a->stride * a->in_w - (size_t)a->out_w * a->stride) * in_c;
-        const int8_t *xp = a->in;
-        int8_t *o = out + oc;
-        for (oy = 0; oy < a->out_h; ++oy) {
-            for (ox = 0; ox < a->out_w; ++ox) {
-                int32_t acc[4];
-                acc[0] = full[0];
-                acc[1] = full[1];
-                acc[2] = full[2];
-                acc[3] = full[3];
-                dot_4rows_raw(xp, wblock, wstride, in_c, acc);
-                o[0] = output_stage(acc[0], &rq[0], op);
-                o[1] = output_stage(acc[1], &rq[1], op);
-                o[2] = output_stage(acc[2], &rq[2], op);
-                o[3] = output_stage(acc[3], &rq[3], op);
-                xp += step;
-                o += a->out_c;
+/* The int16 im2col column of output pixel (oy, ox): its k * k * in_c inputs in weight order, the
+ * zero point for padding, each group of four stored as (0, 2, 1, 3). */
+static void im2col(const conv_geometry *g, int oy, int ox, int16_t *col) {
+    const int n = g->kernel * g->kernel * g->in_c, groups = n & ~3;
+    int ky, kx, ic, t = 0;
+    for (ky = 0; ky < g->kernel; ++ky) {
+        const int iy = oy * g->stride - g->pad_top + ky;
+        for (kx = 0; kx < g->kernel; ++kx) {
+            const int ix = ox * g->stride - g->pad_left + kx;
+            const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
+            const int8_t *src = g->in + ((ptrdiff_t)iy * g->in_w + ix) * g->in_c;
+            for (ic = 0; ic < g->in_c; ++ic, ++t) {
+                /* position of t: (0, 2, 1, 3) within its group of four, plain in the tail */
+                const int at = t < groups ? (t & ~3) | ((t & 1) << 1) | ((t >> 1) & 1) : t;
+                col[at] = inside ? src[ic] : g->zp;
             }
-            xp += skip;
+        }
+    }
+}
+
+/* Any convolution through an im2col of two pixels at a time (the stem, strided 1x1). */
+INLINE void conv_im2col(const conv_geometry *g, int out_h, const int8_t *weights, const ta_channel_t *ch,
+                        int8_t *out, int out_c, int fast, out_params o, int16_t *cols) {
+    const int n = g->kernel * g->kernel * g->in_c, n2 = TA_ROUND2(n);
+    const int count = out_h * g->out_w;
+    int p, oc;
+    for (p = 0; p < count; p += 2) {
+        const int np = imin(2, count - p);
+        int8_t *dst = out + (size_t)p * out_c;
+        im2col(g, p / g->out_w, p % g->out_w, cols);
+        if (np == 2) {
+            im2col(g, (p + 1) / g->out_w, (p + 1) % g->out_w, cols + n2);
+        }
+        for (oc = 0; oc < out_c; oc += 2) {
+            const int nc = imin(2, out_c - oc);
+            const pair_params pp = pair_params_of(ch + oc, nc);
+            int32_t acc[4];
+            start_2x2(acc, &pp);
+            dot_2x2_s16(cols, np == 2 ? n2 : 0, weights + (size_t)oc * n, nc == 2 ? n : 0, n, acc);
+            store_2x2(acc, &pp, np, nc, fast, o, dst + oc, out_c);
+        }
+    }
+}
+
+void ta_conv_s8(const int8_t *in, int in_h, int in_w, int in_c, const int8_t *weights, const ta_channel_t *ch,
+                int8_t *out, int out_h, int out_w, int out_c, int kernel, int stride, int pad_top, int pad_left,
+                const ta_output_t *q, void *scratch) {
+    int8_t table[256];
+    const out_params o = out_params_of(q, table);
+    const int fast = all_right_shifts(ch, out_c);
+    if (kernel == 1 && stride == 1) {
+        if (fast) {
+            pointwise(in, out_h * out_w, in_c, weights, ch, out, out_c, 1, o);
+        } else {
+            pointwise(in, out_h * out_w, in_c, weights, ch, out, out_c, 0, o);
         }
         return;
     }
-    for (oy = 0; oy < a->out_h; ++oy) {
-        const int y0 = oy * a->stride - a->pad_top;
-        const int ky0 = imax(0, -y0);
-        const int rows = imin(k, a->in_h - y0) - ky0;
-        for (ox = 0; ox < a->out_w; ++ox) {
-            const int x0 = ox * a->stride - a->pad_left;
-            const int kx0 = imax(0, -x0);
-            const int taps = imin(k, a->in_w - x0) - kx0;
-            const int8_t *xp = a->in + (ptrdiff_t)(y0 + ky0) * (ptrdiff_t)in_row + (ptrdiff_t)(x0 + kx0) * in_c;
-            const int8_t *wp = wblock + ((size_t)ky0 * k + kx0) * in_c;
-            int8_t *o = out + ((size_t)oy * a->out_w + ox) * a->out_c + oc;
-            int32_t acc[4];
-            if (fold && rows == k && taps == k) { /* whole window inside the image */
-                const int run = k * in_c;
-                if (n == 4) {
-                    acc[0] = full[0];
-                    acc[1] = full[1];
-                    acc[2] = full[2];
-                    acc[3] = full[3];
-                    for (ky = k; ky > 0; --ky) {
-                        dot_4rows_raw(xp, wp, wstride, run, acc);
-                        xp += in_row;
-                        wp += w_row;
-                    }
-                } else {
-                    acc[0] = full[0];
-                    for (ky = k; ky > 0; --ky) {
-                        acc[0] = dot_1row(xp, wp, run, 0, 0, acc[0]);
-                        xp += in_row;
-                        wp += w_row;
-                    }
-                }
-            } else { /* clipped window: valid taps only, with the offset */
-                const int run = taps * in_c;
-                const int nrows = taps > 0 ? rows : 0;
-                if (n == 4) {
-                    acc[0] = b[0];
-                    acc[1] = b[1];
-                    acc[2] = b[2];
-                    acc[3] = b[3];
-                    for (ky = nrows; ky > 0; --ky) {
-                        dot_4rows(xp, wp, wstride, run, offset2, a->offset, acc);
-                        xp += in_row;
-                        wp += w_row;
-                    }
-                } else {
-                    acc[0] = b[0];
-                    for (ky = nrows; ky > 0; --ky) {
-                        acc[0] = dot_1row(xp, wp, run, offset2, a->offset, acc[0]);
-                        xp += in_row;
-                        wp += w_row;
-                    }
-                }
-            }
-            for (j = 0; j < n; ++j) {
-                o[j] = output_stage(acc[j], &rq[j], op);
-            }
+    {
+        conv_geometry g;
+        g.in = in;
+        g.in_h = in_h;
+        g.in_w = in_w;
+        g.in_c = in_c;
+        g.kernel = kernel;
+        g.stride = stride;
+        g.pad_top = pad_top;
+        g.pad_left = pad_left;
+        g.out_w = out_w;
+        g.zp = (int16_t)-q->input_offset;
+        if (fast) {
+            conv_im2col(&g, out_h, weights, ch, out, out_c, 1, o, (int16_t *)scratch);
+        } else {
+            conv_im2col(&g, out_h, weights, ch, out, out_c, 0, o, (int16_t *)scratch);
         }
     }
 }
 
-void ta_conv_s8(const int8_t *in, int in_h, int in_w, int in_c, const int8_t *weights, const int32_t *bias,
-                const int32_t *mult, const int32_t *shift, int8_t *out, int out_h, int out_w, int out_c,
-                int kernel, int stride, int pad_top, int pad_left, const ta_output_t *q) {
-    conv_args a;
-    int oc;
-    a.in = in;
-    a.in_h = in_h;
-    a.in_w = in_w;
-    a.in_c = in_c;
-    a.kernel = kernel;
-    a.stride = stride;
-    a.pad_top = pad_top;
-    a.pad_left = pad_left;
-    a.out_h = out_h;
-    a.out_w = out_w;
-    a.out_c = out_c;
-    a.offset = q->input_offset;
-    a.op = out_params_of(q);
-    for (oc = 0; oc + 4 <= out_c; oc += 4) {
-        conv_block(&a, weights, bias, mult, shift, out, oc, 4);
-    }
-    for (; oc < out_c; ++oc) {
-        conv_block(&a, weights, bias, mult, shift, out, oc, 1);
-    }
-}
-
-void ta_fully_connected_s8(const int8_t *in, int in_n, const int8_t *weights, const int32_t *bias,
-                           const int32_t *mult, const int32_t *shift, int8_t *out, int out_n, const ta_output_t *q) {
-    const int32_t offset = q->input_offset;
-    const uint32_t offset2 = pack_offset(offset);
-    const out_params op = out_params_of(q);
-    int o = 0, j;
-    for (; o + 4 <= out_n; o += 4) {
-        int32_t acc[4] = {0, 0, 0, 0};
-        if (bias != NULL) {
-            for (j = 0; j < 4; ++j) {
-                acc[j] = bias[o + j];
-            }
-        }
-        dot_4rows(in, weights + (size_t)o * in_n, (size_t)in_n, in_n, offset2, offset, acc);
-        for (j = 0; j < 4; ++j) {
-            const rq_t r = rq_init(mult[o + j], shift[o + j]);
-            out[o + j] = output_stage(acc[j], &r, op);
-        }
-    }
-    for (; o < out_n; ++o) {
-        const int32_t acc = dot_1row(in, weights + (size_t)o * in_n, in_n, offset2, offset, bias != NULL ? bias[o] : 0);
-        const rq_t r = rq_init(mult[o], shift[o]);
-        out[o] = output_stage(acc, &r, op);
-    }
+void ta_fully_connected_s8(const int8_t *in, int in_n, const int8_t *weights, const ta_channel_t *ch, int8_t *out,
+                           int out_n, const ta_output_t *q) {
+    int8_t table[256];
+    const out_params o = out_params_of(q, table);
+    /* one pixel: the general shift path costs nothing worth specialising here */
+    pointwise(in, 1, in_n, weights, ch, out, out_n, 0, o);
 }
 
 /* --- depthwise ---------------------------------------------------------------------------------- */
 
-/* Geometry and quantisation shared by the depthwise kernels. */
 typedef struct {
-    const int8_t *in; /* input, already advanced to the first channel of the block */
-    int in_h, in_w, c, kernel, stride, pad_top, pad_left, out_w;
-    int32_t offset;
-    out_params op;
-} dw_args;
+    const int8_t *in; /* input; the output too when in place */
+    int in_h, in_w, c;
+    const int8_t *weights;
+    int8_t *out;
+    int out_h, out_w, kernel, stride, pad_top, pad_left;
+    int16_t zp;      /* the input zero point, for padding */
+    int16_t *ring;   /* `kernel` rows of `row` int16: padded input rows of one channel */
+    int row;
+} dw_job;
 
-/* The kernel rows of output row oy that fall inside the input. */
-typedef struct {
-    const int8_t *in; /* first valid input row, channel of the block */
-    int first;        /* first valid kernel row */
-    int rows;         /* number of valid kernel rows */
-} dw_rows;
-
-static inline dw_rows dw_rows_of(const dw_args *a, int oy) {
-    dw_rows r;
-    const int y0 = oy * a->stride - a->pad_top;
-    r.first = imax(0, -y0);
-    r.rows = imin(a->kernel, a->in_h - y0) - r.first;
-    r.in = a->in + (ptrdiff_t)(y0 + r.first) * a->in_w * a->c;
-    return r;
-}
-
-/* Accumulate the window of the output pixel whose window starts at input column x0, for four
- * channels. wx: the block's weights widened per tap to the int16 pairs (ch0, ch2), (ch1, ch3). */
-static inline void dw_pixel4(const dw_args *a, dw_rows r, const uint32_t *wx, int x0, uint32_t offset2, int32_t *acc) {
-    const int c = a->c;
-    const int k = a->kernel;
-    const size_t in_row = (size_t)a->in_w * c;
-    const int kx0 = imax(0, -x0);
-    const int taps = imin(k, a->in_w - x0) - kx0;
-    const int8_t *xrow = r.in + (ptrdiff_t)(x0 + kx0) * c;
-    const uint32_t *wrow = wx + 2 * (r.first * k + kx0);
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int ky, kx;
-    for (ky = taps > 0 ? r.rows : 0; ky > 0; --ky) {
-        const int8_t *xp = xrow;
-        const uint32_t *wp = wrow;
-        for (kx = taps; kx > 0; --kx) {
-            const uint32_t xv = load32(xp);
-            const uint32_t x02 = ta_sxtab16(offset2, xv);
-            const uint32_t x13 = ta_sxtab16_ror8(offset2, xv);
-            a0 = ta_smlabb(x02, wp[0], a0);
-            a2 = ta_smlatt(x02, wp[0], a2);
-            a1 = ta_smlabb(x13, wp[1], a1);
-            a3 = ta_smlatt(x13, wp[1], a3);
-            xp += c;
-            wp += 2;
+/* Widen padded input row py of channel c0 into its ring slot, the zero point outside the image. */
+static void dw_fill(const dw_job *j, int c0, int py) {
+    int16_t *dst = j->ring + (py % j->kernel) * j->row;
+    int16_t *const end = dst + j->row;
+    const int iy = py - j->pad_top;
+    const int16_t zp = j->zp;
+    if (iy >= 0 && iy < j->in_h) {
+        const int8_t *src = j->in + (size_t)iy * j->in_w * j->c + c0;
+        const int c = j->c;
+        int x;
+        for (x = j->pad_left; x > 0; --x) {
+            *dst++ = zp;
         }
-        xrow += in_row;
-        wrow += 2 * k;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* The same for a single channel; w: that channel's first weight, taps c bytes apart. */
-static inline int32_t dw_pixel1(const dw_args *a, dw_rows r, const int8_t *w, int x0, int32_t acc) {
-    const int c = a->c;
-    const int k = a->kernel;
-    const size_t in_row = (size_t)a->in_w * c;
-    const int kx0 = imax(0, -x0);
-    const int taps = imin(k, a->in_w - x0) - kx0;
-    const int8_t *xrow = r.in + (ptrdiff_t)(x0 + kx0) * c;
-    const int8_t *wrow = w + (ptrdiff_t)(r.first * k + kx0) * c;
-    const int32_t offset = a->offset;
-    int ky, kx;
-    for (ky = taps > 0 ? r.rows : 0; ky > 0; --ky) {
-        const int8_t *xp = xrow;
-        const int8_t *wp = wrow;
-        for (kx = taps; kx > 0; --kx) {
-            acc += (int32_t)*wp * ((int32_t)*xp + offset);
-            xp += c;
-            wp += c;
-        }
-        xrow += in_row;
-        wrow += (ptrdiff_t)k * c;
-    }
-    return acc;
-}
-
-/* One channel block (n = 4 or 1 channels from c0) of one output row, to dst, dst + step, ... */
-static void dw_row(const dw_args *a, int oy, const uint32_t *wx, const int8_t *w1, const int32_t *b, const rq_t *rq,
-                   int n, int8_t *dst, size_t step) {
-    const dw_rows r = dw_rows_of(a, oy);
-    const uint32_t offset2 = pack_offset(a->offset);
-    const out_params op = a->op;
-    int ox, x0 = -a->pad_left;
-    for (ox = 0; ox < a->out_w; ++ox, x0 += a->stride) {
-        if (n == 4) {
-            int32_t acc[4];
-            acc[0] = b[0];
-            acc[1] = b[1];
-            acc[2] = b[2];
-            acc[3] = b[3];
-            dw_pixel4(a, r, wx, x0, offset2, acc);
-            dst[0] = output_stage(acc[0], &rq[0], op);
-            dst[1] = output_stage(acc[1], &rq[1], op);
-            dst[2] = output_stage(acc[2], &rq[2], op);
-            dst[3] = output_stage(acc[3], &rq[3], op);
-        } else {
-            dst[0] = output_stage(dw_pixel1(a, r, w1, x0, b[0]), &rq[0], op);
-        }
-        dst += step;
-    }
-}
-
-/* Widen the weights of channels c0..c0+3 for dw_pixel4. */
-static void dw_widen(const int8_t *weights, int taps, int c, int c0, uint32_t *wx) {
-    int t;
-    for (t = 0; t < taps; ++t) {
-        const uint32_t wv = load32(weights + (size_t)t * c + c0);
-        wx[2 * t] = ta_sxtb16(wv);
-        wx[2 * t + 1] = ta_sxtb16_ror8(wv);
-    }
-}
-
-static void dw_block_params(const int32_t *bias, const int32_t *mult, const int32_t *shift, int c0, int n,
-                            int32_t *b, rq_t *rq) {
-    int j;
-    for (j = 0; j < n; ++j) {
-        b[j] = bias != NULL ? bias[c0 + j] : 0;
-        rq[j] = rq_init(mult[c0 + j], shift[c0 + j]);
-    }
-}
-
-static void dw_args_init(dw_args *a, int in_h, int in_w, int c, int kernel, int stride, int pad_top, int pad_left,
-                         int out_w, const ta_output_t *q) {
-    a->in = NULL;
-    a->in_h = in_h;
-    a->in_w = in_w;
-    a->c = c;
-    a->kernel = kernel;
-    a->stride = stride;
-    a->pad_top = pad_top;
-    a->pad_left = pad_left;
-    a->out_w = out_w;
-    a->offset = q->input_offset;
-    a->op = out_params_of(q);
-}
-
-void ta_depthwise_s8(const int8_t *in, int in_h, int in_w, int c, const int8_t *weights, const int32_t *bias,
-                     const int32_t *mult, const int32_t *shift, int8_t *out, int out_h, int out_w, int kernel,
-                     int stride, int pad_top, int pad_left, const ta_output_t *q) {
-    const int taps = kernel * kernel;
-    const size_t out_row = (size_t)out_w * c;
-    uint32_t wx[2 * TA_DW_MAX_TAPS];
-    dw_args a;
-    int32_t b[4];
-    rq_t rq[4];
-    int c0 = 0, oy, n;
-    dw_args_init(&a, in_h, in_w, c, kernel, stride, pad_top, pad_left, out_w, q);
-    for (; c0 < c; c0 += n) {
-        n = c - c0 >= 4 && taps <= TA_DW_MAX_TAPS ? 4 : 1;
-        a.in = in + c0;
-        if (n == 4) {
-            dw_widen(weights, taps, c, c0, wx);
-        }
-        dw_block_params(bias, mult, shift, c0, n, b, rq);
-        for (oy = 0; oy < out_h; ++oy) {
-            dw_row(&a, oy, wx, weights + c0, b, rq, n, out + oy * out_row + c0, (size_t)c);
+        for (x = imin(j->in_w, j->row - j->pad_left); x > 0; --x) {
+            *dst++ = *src;
+            src += c;
         }
     }
-}
-
-/* Copy n = 4 or 1 bytes. */
-static inline void put(int8_t *dst, const int8_t *src, int n) {
-    if (n == 4) {
-        memcpy(dst, src, 4);
-    } else {
-        *dst = *src;
+    while (dst != end) {
+        *dst++ = zp;
     }
 }
 
-/* In place, stride 1. Outputs are produced in raster order into a ring of `ring` pixels of n bytes in
- * the scratch. Input pixel p is last read by output pixel p + delay (delay = pad_top * w + pad_left),
- * so with ring = delay + 1 the ring entry about to be reused always holds an output whose input
- * is dead: it is written back just before. */
-void ta_depthwise_inplace_s8(int8_t *io, int h, int w, int c, const int8_t *weights, const int32_t *bias,
-                             const int32_t *mult, const int32_t *shift, int kernel, int pad_top, int pad_left,
-                             const ta_output_t *q, int8_t *scratch) {
-    const int taps = kernel * kernel;
-    const int hw = h * w;
-    const int delay = imax(pad_top, 0) * w + imax(pad_left, 0);
-    const int ring = imin(delay + 1, hw);
-    uint32_t wx[2 * TA_DW_MAX_TAPS];
-    dw_args a;
-    int32_t b[4];
-    rq_t rq[4];
-    int c0, n, y, x;
-    dw_args_init(&a, h, w, c, kernel, 1, pad_top, pad_left, w, q);
-    for (c0 = 0; c0 < c; c0 += n) {
-        const uint32_t offset2 = pack_offset(a.offset);
-        const out_params op = a.op;
-        int p = 0, slot = 0;
-        n = c - c0 >= 4 && taps <= TA_DW_MAX_TAPS && 4 * ring <= hw ? 4 : 1;
-        a.in = io + c0;
-        if (n == 4) {
-            dw_widen(weights, taps, c, c0, wx);
+static inline uint32_t pack16(int32_t lo, int32_t hi) {
+    return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
+}
+
+/* One channel of a kernel K, stride S depthwise (K odd, at most TA_DW_MAX_KERNEL), two outputs per
+ * pass, with h = (K - 1) / 2 and X_i the input pair (x_2i, x_2i+1) from the pass's first column:
+ * - stride 1: out0 = sum_i<h E_i.X_i + w_K-1 * x_K-1 and out1 = w_0 * x_1 + sum_1<=i<=h O_i.X_i,
+ *   E_i = (w_2i, w_2i+1) and O_i = (w_2i-1, w_2i), so the h + 1 pairs serve both outputs;
+ * - stride 2: out0 = sum_i<=h E_i.X_i and out1 the same from X_i+1, E_h = (w_K-1, 0). */
+INLINE void dw_channel(const dw_job *j, int c0, const ta_channel_t *chan, out_params o, const int K, const int S) {
+    const int h = (K - 1) / 2, per_row = S == 1 ? 2 * h : h + 1;
+    uint32_t wt[TA_DW_MAX_KERNEL * TA_DW_MAX_KERNEL];
+    const int16_t *r[TA_DW_MAX_KERNEL];
+    const rq_t rq = rq_init(chan->mult, chan->shift);
+    const int32_t bias = chan->bias;
+    const size_t step = (size_t)j->c;
+    int ky, i, oy, ox, next = 0;
+    for (ky = 0; ky < K; ++ky) {
+        const int8_t *w = j->weights + (size_t)ky * K * step + c0;
+        uint32_t *row = wt + ky * per_row;
+#define W(t) ((t) < K ? (int32_t)w[(size_t)(t) * step] : 0)
+        for (i = 0; i < h; ++i) {
+            row[i] = pack16(W(2 * i), W(2 * i + 1));
         }
-        dw_block_params(bias, mult, shift, c0, n, b, rq);
-        for (y = 0; y < h; ++y) {
-            const dw_rows r = dw_rows_of(&a, y);
-            for (x = 0; x < w; ++x, ++p) {
-                int8_t *dst = scratch + slot * n;
-                if (n == 4) {
-                    int32_t acc[4];
-                    acc[0] = b[0];
-                    acc[1] = b[1];
-                    acc[2] = b[2];
-                    acc[3] = b[3];
-                    dw_pixel4(&a, r, wx, x - pad_left, offset2, acc);
-                    dst[0] = output_stage(acc[0], &rq[0], op);
-                    dst[1] = output_stage(acc[1], &rq[1], op);
-                    dst[2] = output_stage(acc[2], &rq[2], op);
-                    dst[3] = output_stage(acc[3], &rq[3], op);
+        for (i = h; i < per_row; ++i) { /* stride 1: O_1..O_h; stride 2: E_h */
+            row[i] = S == 1 ? pack16(W(2 * (i - h) + 1), W(2 * (i - h) + 2)) : pack16(W(K - 1), 0);
+        }
+#undef W
+    }
+    for (oy = 0; oy < j->out_h; ++oy) {
+        int8_t *dst = j->out + (size_t)oy * j->out_w * step + c0;
+        for (; next <= oy * S + K - 1; ++next) {
+            dw_fill(j, c0, next);
+        }
+#pragma GCC unroll 8
+        for (ky = 0; ky < K; ++ky) {
+            r[ky] = j->ring + ((oy * S + ky) % K) * j->row;
+        }
+        for (ox = 0; ox < j->out_w; ox += 2) {
+            int32_t a0 = bias, a1 = bias;
+#pragma GCC unroll 8
+            for (ky = 0; ky < K; ++ky) {
+                const int16_t *x = r[ky] + ox * S;
+                const uint32_t *w = wt + ky * per_row;
+                if (S == 1) {
+                    uint32_t xp = load32(x);
+                    a1 = ta_smlabt(w[0], xp, a1);
+#pragma GCC unroll 4
+                    for (i = 0; i < h; ++i) {
+                        a0 = ta_smlad(w[i], xp, a0);
+                        xp = load32(x + 2 * i + 2);
+                        a1 = ta_smlad(w[h + i], xp, a1);
+                    }
+                    a0 = ta_smlatb(w[2 * h - 1], xp, a0);
                 } else {
-                    dst[0] = output_stage(dw_pixel1(&a, r, weights + c0, x - pad_left, b[0]), &rq[0], op);
-                }
-                slot = slot + 1 == ring ? 0 : slot + 1;
-                if (p >= delay) { /* the next slot holds output p - delay, whose input is now dead */
-                    put(io + (size_t)(p - delay) * c + c0, scratch + slot * n, n);
+                    uint32_t xp = load32(x);
+#pragma GCC unroll 4
+                    for (i = 0; i <= h; ++i) {
+                        const uint32_t xn = load32(x + 2 * i + 2);
+                        a0 = ta_smlad(w[i], xp, a0);
+                        a1 = ta_smlad(w[i], xn, a1);
+                        xp = xn;
+                    }
                 }
             }
-        }
-        for (p = imax(0, hw - delay); p < hw; ++p) {
-            put(io + (size_t)p * c + c0, scratch + (p % ring) * n, n);
+            dst[0] = output_stage(a0, &rq, 1, o);
+            if (ox + 1 < j->out_w) {
+                dst[step] = output_stage(a1, &rq, 1, o);
+            }
+            dst += 2 * step;
         }
     }
+}
+
+/* Any kernel, stride and shift: one output at a time from the same ring. */
+static void dw_channel_any(const dw_job *j, int c0, const ta_channel_t *chan, out_params o) {
+    const int K = j->kernel, S = j->stride;
+    const rq_t rq = rq_init(chan->mult, chan->shift);
+    const size_t step = (size_t)j->c;
+    int oy, ox, ky, kx, next = 0;
+    for (oy = 0; oy < j->out_h; ++oy) {
+        int8_t *dst = j->out + (size_t)oy * j->out_w * step + c0;
+        for (; next <= oy * S + K - 1; ++next) {
+            dw_fill(j, c0, next);
+        }
+        for (ox = 0; ox < j->out_w; ++ox, dst += step) {
+            int32_t acc = chan->bias;
+            for (ky = 0; ky < K; ++ky) {
+                const int16_t *x = j->ring + ((oy * S + ky) % K) * j->row + ox * S;
+                const int8_t *w = j->weights + (size_t)ky * K * step + c0;
+                for (kx = 0; kx < K; ++kx) {
+                    acc += (int32_t)w[(size_t)kx * step] * x[kx];
+                }
+            }
+            *dst = output_stage(acc, &rq, 0, o);
+        }
+    }
+}
+
+static void dw_run(dw_job *j, const ta_channel_t *ch, const ta_output_t *q) {
+    int8_t table[256];
+    const out_params o = out_params_of(q, table);
+    const int fast = all_right_shifts(ch, j->c);
+    const int key = fast ? j->kernel * 10 + j->stride : 0;
+    int c0;
+    j->zp = (int16_t)-q->input_offset;
+    j->row = ta_depthwise_ring_row(j->kernel, j->stride, j->out_w);
+    for (c0 = 0; c0 < j->c; ++c0) {
+        switch (key) {
+        case 31: dw_channel(j, c0, ch + c0, o, 3, 1); break;
+        case 32: dw_channel(j, c0, ch + c0, o, 3, 2); break;
+        case 51: dw_channel(j, c0, ch + c0, o, 5, 1); break;
+        case 52: dw_channel(j, c0, ch + c0, o, 5, 2); break;
+        case 71: dw_channel(j, c0, ch + c0, o, 7, 1); break;
+        case 72: dw_channel(j, c0, ch + c0, o, 7, 2); break;
+        default: dw_channel_any(j, c0, ch + c0, o); break;
+        }
+    }
+}
+
+void ta_depthwise_s8(const int8_t *in, int in_h, int in_w, int c, const int8_t *weights, const ta_channel_t *ch,
+                     int8_t *out, int out_h, int out_w, int kernel, int stride, int pad_top, int pad_left,
+                     const ta_output_t *q, void *scratch) {
+    dw_job j;
+    j.in = in;
+    j.in_h = in_h;
+    j.in_w = in_w;
+    j.c = c;
+    j.weights = weights;
+    j.out = out;
+    j.out_h = out_h;
+    j.out_w = out_w;
+    j.kernel = kernel;
+    j.stride = stride;
+    j.pad_top = pad_top;
+    j.pad_left = pad_left;
+    j.ring = (int16_t *)scratch;
+    dw_run(&j, ch, q);
+}
+
+/* In place: output row oy of a channel is written after its input rows up to oy + K - 1 - pad_top
+ * were widened into the ring, and no later output row reads an input row from anywhere else. */
+void ta_depthwise_inplace_s8(int8_t *io, int h, int w, int c, const int8_t *weights, const ta_channel_t *ch,
+                             int kernel, int pad_top, int pad_left, const ta_output_t *q, void *scratch) {
+    ta_depthwise_s8(io, h, w, c, weights, ch, io, h, w, kernel, 1, pad_top, pad_left, q, scratch);
 }
 
 /* --- element-wise and pooling --------------------------------------------------------------------- */

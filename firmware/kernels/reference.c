@@ -1,7 +1,8 @@
 /* tinyarch int8 kernels, plain C99 reference versions.
  *
- * Each function follows the loop order and integer arithmetic of TFLM's int8 reference kernel so
- * that results agree bit for bit. optimized_m7.c defines the same symbols; a build links one of the
+ * Each function follows the integer arithmetic of TFLM's int8 reference kernel so that results
+ * agree bit for bit; conv, depthwise and fully connected start from the folded bias of ta_channel_t
+ * and read padding as the input zero point, which gives TFLM's sums exactly. optimized_m7.c defines the same symbols; a build links one of the
  * two. Assumes two's complement integers and arithmetic right shifts of negative values (true of
  * GCC and Clang on every target tinyarch supports).
  *
@@ -72,111 +73,110 @@ static int8_t output_stage(int32_t acc, int32_t multiplier, int32_t shift, const
     return (int8_t)v;
 }
 
-void ta_conv_s8(const int8_t *in, int in_h, int in_w, int in_c, const int8_t *weights, const int32_t *bias,
-                const int32_t *mult, const int32_t *shift, int8_t *out, int out_h, int out_w, int out_c,
-                int kernel, int stride, int pad_top, int pad_left, const ta_output_t *q) {
+/* Input value at (iy, ix) of channel ch, or the zero point outside the image (see ta_channel_t). */
+static int32_t input_at(const int8_t *in, int in_h, int in_w, int c, int iy, int ix, int ch, const ta_output_t *q) {
+    if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+        return -q->input_offset;
+    }
+    return in[((size_t)iy * in_w + ix) * c + ch];
+}
+
+void ta_conv_s8(const int8_t *in, int in_h, int in_w, int in_c, const int8_t *weights, const ta_channel_t *ch,
+                int8_t *out, int out_h, int out_w, int out_c, int kernel, int stride, int pad_top, int pad_left,
+                const ta_output_t *q, void *scratch) {
     int oy, ox, oc, ky, kx, ic;
+    (void)scratch;
     for (oy = 0; oy < out_h; ++oy) {
-        const int y0 = oy * stride - pad_top;
         for (ox = 0; ox < out_w; ++ox) {
-            const int x0 = ox * stride - pad_left;
             for (oc = 0; oc < out_c; ++oc) {
-                int32_t acc = 0;
+                int32_t acc = ch[oc].bias;
                 for (ky = 0; ky < kernel; ++ky) {
-                    const int iy = y0 + ky;
                     for (kx = 0; kx < kernel; ++kx) {
-                        const int ix = x0 + kx;
-                        const int8_t *px, *pw;
-                        if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                            continue;
-                        }
-                        px = in + ((size_t)iy * in_w + ix) * in_c;
-                        pw = weights + (((size_t)oc * kernel + ky) * kernel + kx) * in_c;
+                        const int iy = oy * stride - pad_top + ky, ix = ox * stride - pad_left + kx;
+                        const int8_t *pw = weights + (((size_t)oc * kernel + ky) * kernel + kx) * in_c;
                         for (ic = 0; ic < in_c; ++ic) {
-                            acc += (int32_t)pw[ic] * ((int32_t)px[ic] + q->input_offset);
+                            acc += (int32_t)pw[ic] * input_at(in, in_h, in_w, in_c, iy, ix, ic, q);
                         }
                     }
                 }
-                if (bias != NULL) {
-                    acc += bias[oc];
-                }
-                out[((size_t)oy * out_w + ox) * out_c + oc] = output_stage(acc, mult[oc], shift[oc], q);
+                out[((size_t)oy * out_w + ox) * out_c + oc] = output_stage(acc, ch[oc].mult, ch[oc].shift, q);
             }
         }
     }
 }
 
-/* One output value of a depthwise convolution for channel ch of a c-channel input. */
-static int32_t depthwise_acc(const int8_t *in, int in_h, int in_w, int c, int ch, const int8_t *weights, int kernel,
-                             int y0, int x0, int32_t input_offset) {
+/* One output value of a depthwise convolution for channel c0 of a c-channel input. */
+static int32_t depthwise_acc(const int8_t *in, int in_h, int in_w, int c, int c0, const int8_t *weights, int kernel,
+                             int y0, int x0, const ta_output_t *q) {
     int32_t acc = 0;
     int ky, kx;
     for (ky = 0; ky < kernel; ++ky) {
-        const int iy = y0 + ky;
         for (kx = 0; kx < kernel; ++kx) {
-            const int ix = x0 + kx;
-            if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
-                const int32_t x = in[((size_t)iy * in_w + ix) * c + ch];
-                const int32_t w = weights[((size_t)ky * kernel + kx) * c + ch];
-                acc += w * (x + input_offset);
-            }
+            const int32_t w = weights[((size_t)ky * kernel + kx) * c + c0];
+            acc += w * input_at(in, in_h, in_w, c, y0 + ky, x0 + kx, c0, q);
         }
     }
     return acc;
 }
 
-void ta_depthwise_s8(const int8_t *in, int in_h, int in_w, int c, const int8_t *weights, const int32_t *bias,
-                     const int32_t *mult, const int32_t *shift, int8_t *out, int out_h, int out_w, int kernel,
-                     int stride, int pad_top, int pad_left, const ta_output_t *q) {
-    int oy, ox, ch;
+void ta_depthwise_s8(const int8_t *in, int in_h, int in_w, int c, const int8_t *weights, const ta_channel_t *ch,
+                     int8_t *out, int out_h, int out_w, int kernel, int stride, int pad_top, int pad_left,
+                     const ta_output_t *q, void *scratch) {
+    int oy, ox, c0;
+    (void)scratch;
     for (oy = 0; oy < out_h; ++oy) {
         for (ox = 0; ox < out_w; ++ox) {
-            for (ch = 0; ch < c; ++ch) {
-                int32_t acc = depthwise_acc(in, in_h, in_w, c, ch, weights, kernel, oy * stride - pad_top,
-                                            ox * stride - pad_left, q->input_offset);
-                if (bias != NULL) {
-                    acc += bias[ch];
-                }
-                out[((size_t)oy * out_w + ox) * c + ch] = output_stage(acc, mult[ch], shift[ch], q);
+            for (c0 = 0; c0 < c; ++c0) {
+                const int32_t acc = ch[c0].bias + depthwise_acc(in, in_h, in_w, c, c0, weights, kernel,
+                                                                oy * stride - pad_top, ox * stride - pad_left, q);
+                out[((size_t)oy * out_w + ox) * c + c0] = output_stage(acc, ch[c0].mult, ch[c0].shift, q);
             }
         }
     }
 }
 
-void ta_depthwise_inplace_s8(int8_t *io, int h, int w, int c, const int8_t *weights, const int32_t *bias,
-                             const int32_t *mult, const int32_t *shift, int kernel, int pad_top, int pad_left,
-                             const ta_output_t *q, int8_t *scratch) {
-    int ch, y, x;
-    for (ch = 0; ch < c; ++ch) {
+/* Per channel, input rows are copied into a ring of `kernel` rows before the output row that
+ * overwrites them is written; the rows an output row reads are the last `kernel` copied. */
+void ta_depthwise_inplace_s8(int8_t *io, int h, int w, int c, const int8_t *weights, const ta_channel_t *ch,
+                             int kernel, int pad_top, int pad_left, const ta_output_t *q, void *scratch) {
+    const int row = ta_depthwise_ring_row(kernel, 1, w);
+    int16_t *ring = (int16_t *)scratch;
+    int c0, y, x, ky, kx;
+    for (c0 = 0; c0 < c; ++c0) {
+        int next = 0; /* the next input row to copy */
         for (y = 0; y < h; ++y) {
-            for (x = 0; x < w; ++x) {
-                int32_t acc =
-                    depthwise_acc(io, h, w, c, ch, weights, kernel, y - pad_top, x - pad_left, q->input_offset);
-                if (bias != NULL) {
-                    acc += bias[ch];
+            for (; next < h && next <= y - pad_top + kernel - 1; ++next) {
+                for (x = 0; x < w; ++x) {
+                    ring[(next % kernel) * row + x] = io[((size_t)next * w + x) * c + c0];
                 }
-                scratch[(size_t)y * w + x] = output_stage(acc, mult[ch], shift[ch], q);
             }
-        }
-        for (y = 0; y < h * w; ++y) {
-            io[(size_t)y * c + ch] = scratch[y];
+            for (x = 0; x < w; ++x) {
+                int32_t acc = ch[c0].bias;
+                for (ky = 0; ky < kernel; ++ky) {
+                    const int iy = y - pad_top + ky;
+                    for (kx = 0; kx < kernel; ++kx) {
+                        const int ix = x - pad_left + kx;
+                        const int32_t v = iy < 0 || iy >= h || ix < 0 || ix >= w ? -q->input_offset
+                                                                               : ring[(iy % kernel) * row + ix];
+                        acc += (int32_t)weights[((size_t)ky * kernel + kx) * c + c0] * v;
+                    }
+                }
+                io[((size_t)y * w + x) * c + c0] = output_stage(acc, ch[c0].mult, ch[c0].shift, q);
+            }
         }
     }
 }
 
-void ta_fully_connected_s8(const int8_t *in, int in_n, const int8_t *weights, const int32_t *bias,
-                           const int32_t *mult, const int32_t *shift, int8_t *out, int out_n, const ta_output_t *q) {
+void ta_fully_connected_s8(const int8_t *in, int in_n, const int8_t *weights, const ta_channel_t *ch, int8_t *out,
+                           int out_n, const ta_output_t *q) {
     int o, i;
     for (o = 0; o < out_n; ++o) {
         const int8_t *row = weights + (size_t)o * in_n;
-        int32_t acc = 0;
+        int32_t acc = ch[o].bias;
         for (i = 0; i < in_n; ++i) {
-            acc += (int32_t)row[i] * ((int32_t)in[i] + q->input_offset);
+            acc += (int32_t)row[i] * in[i];
         }
-        if (bias != NULL) {
-            acc += bias[o];
-        }
-        out[o] = output_stage(acc, mult[o], shift[o], q);
+        out[o] = output_stage(acc, ch[o].mult, ch[o].shift, q);
     }
 }
 

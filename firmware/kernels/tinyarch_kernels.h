@@ -14,34 +14,54 @@
 
 /* Output stage shared by conv, depthwise and fully connected. */
 typedef struct {
-    int32_t input_offset;  /* minus the input zero point */
+    int32_t input_offset;  /* minus the input zero point; padding reads as the zero point */
     int32_t output_offset; /* the output zero point */
     int32_t act_min;       /* clamp after requantisation (fused ReLU / ReLU6 or the int8 range) */
     int32_t act_max;
-    const int8_t *lut;     /* NULL, or a 256-entry table applied last: out = lut[v + 128] */
+    /* NULL, or a 256-entry table applied after the clamp: out = lut[v + 128]. A table must map
+     * every value outside [act_min, act_max] as the clamp would (tflm_params.output_table folds the
+     * clamp in), so optimised kernels may saturate to int8 and look up in one step. */
+    const int8_t *lut;
 } ta_output_t;
 
+/* One output channel's constants, in one record so that one load brings all three. `bias` is
+ * TFLM's bias plus input_offset * (sum of the channel's weights), folded at code generation
+ * (tflm_params.channel_table): with padding read as the input zero point, every output is then
+ * bias + sum(weight * input) over its whole window, exactly TFLM's value. */
+typedef struct {
+    int32_t bias;
+    int32_t mult;
+    int32_t shift;
+} ta_channel_t;
+
 /* Convolution, TFLite "SAME" padding given as top/left offsets. weights: OHWI
- * [out_c][kernel][kernel][in_c]; bias, mult, shift: per output channel. In this and the other
- * conv/depthwise/fully connected kernels, bias may be NULL (the converter drops all-zero biases). */
-void ta_conv_s8(const int8_t *in, int in_h, int in_w, int in_c, const int8_t *weights, const int32_t *bias,
-                const int32_t *mult, const int32_t *shift, int8_t *out, int out_h, int out_w, int out_c,
-                int kernel, int stride, int pad_top, int pad_left, const ta_output_t *q);
+ * [out_c][kernel][kernel][in_c]. scratch: ta_conv_scratch bytes, 4-byte aligned (none for a
+ * stride-1 1x1 convolution, which may pass NULL). */
+void ta_conv_s8(const int8_t *in, int in_h, int in_w, int in_c, const int8_t *weights, const ta_channel_t *ch,
+                int8_t *out, int out_h, int out_w, int out_c, int kernel, int stride, int pad_top, int pad_left,
+                const ta_output_t *q, void *scratch);
 
-/* Depthwise convolution, depth multiplier 1. weights: [kernel][kernel][c]. */
-void ta_depthwise_s8(const int8_t *in, int in_h, int in_w, int c, const int8_t *weights, const int32_t *bias,
-                     const int32_t *mult, const int32_t *shift, int8_t *out, int out_h, int out_w, int kernel,
-                     int stride, int pad_top, int pad_left, const ta_output_t *q);
+/* Depthwise convolution, depth multiplier 1. weights: [kernel][kernel][c]. scratch:
+ * ta_depthwise_scratch bytes, 4-byte aligned (a ring of `kernel` padded input rows of one channel). */
+void ta_depthwise_s8(const int8_t *in, int in_h, int in_w, int c, const int8_t *weights, const ta_channel_t *ch,
+                     int8_t *out, int out_h, int out_w, int kernel, int stride, int pad_top, int pad_left,
+                     const ta_output_t *q, void *scratch);
 
-/* Stride-1 depthwise that overwrites its input: each output channel plane is computed into
- * `scratch` (h * w bytes), then written over the input channel it came from. */
-void ta_depthwise_inplace_s8(int8_t *io, int h, int w, int c, const int8_t *weights, const int32_t *bias,
-                             const int32_t *mult, const int32_t *shift, int kernel, int pad_top, int pad_left,
-                             const ta_output_t *q, int8_t *scratch);
+/* Stride-1 depthwise that overwrites its input: each input row is copied into the scratch ring
+ * before the output row that overwrites it is written. scratch as for ta_depthwise_s8. */
+void ta_depthwise_inplace_s8(int8_t *io, int h, int w, int c, const int8_t *weights, const ta_channel_t *ch,
+                             int kernel, int pad_top, int pad_left, const ta_output_t *q, void *scratch);
 
-/* Fully connected: weights [out_n][in_n]; per-channel mult/shift (a per-tensor model repeats them). */
-void ta_fully_connected_s8(const int8_t *in, int in_n, const int8_t *weights, const int32_t *bias,
-                           const int32_t *mult, const int32_t *shift, int8_t *out, int out_n, const ta_output_t *q);
+/* Working memory, in bytes, of the two kernels above (tools/opgraph.py computes the same). */
+#define TA_ROUND2(n) (((n) + 1) & ~1)
+#define ta_conv_scratch(kernel, stride, in_c) \
+    ((kernel) == 1 && (stride) == 1 ? 0 : 4 * TA_ROUND2((kernel) * (kernel) * (in_c)))
+#define ta_depthwise_ring_row(kernel, stride, out_w) TA_ROUND2((stride) * TA_ROUND2(out_w) + (kernel) + 2)
+#define ta_depthwise_scratch(kernel, stride, out_w) (2 * (kernel) * ta_depthwise_ring_row(kernel, stride, out_w))
+
+/* Fully connected: weights [out_n][in_n]. */
+void ta_fully_connected_s8(const int8_t *in, int in_n, const int8_t *weights, const ta_channel_t *ch, int8_t *out,
+                           int out_n, const ta_output_t *q);
 
 typedef struct {
     int32_t input1_offset, input1_mult, input1_shift;

@@ -47,6 +47,13 @@ class _Writer:
         self.definitions.append(f"static const {ctype} {name}[{len(flat)}] = {{\n    {body}\n}};")
         return name
 
+    def records(self, name: str, ctype: str, rows: np.ndarray) -> str:
+        """An array of structs whose int32 fields are the columns of `rows`."""
+        self.weight_bytes += rows.astype(np.int32).nbytes
+        body = ",\n    ".join("{" + ", ".join(str(int(v)) for v in row) + "}" for row in rows)
+        self.definitions.append(f"static const {ctype} {name}[{len(rows)}] = {{\n    {body}\n}};")
+        return name
+
     def struct(self, name: str, ctype: str, fields: dict[str, object]) -> str:
         inits = ", ".join(f".{k} = {v}" for k, v in fields.items())
         self.definitions.append(f"static const {ctype} {name} = {{{inits}}};")
@@ -89,7 +96,7 @@ def _output_stage(w: _Writer, name: str, b: BoundOp, tfl: TfliteGraph) -> str:
     lo, hi = tflm_params.activation_range(b.fused, raw.scale, raw.zero_point)
     lut = "NULL"
     if b.chain:
-        lut = w.array(f"{name}_lut", "int8_t", activation_lut(tfl, b.chain))
+        lut = w.array(f"{name}_lut", "int8_t", tflm_params.output_table(activation_lut(tfl, b.chain), lo, hi))
     return w.struct(
         f"{name}_q",
         "ta_output_t",
@@ -97,24 +104,22 @@ def _output_stage(w: _Writer, name: str, b: BoundOp, tfl: TfliteGraph) -> str:
     )
 
 
-def _requant(w: _Writer, name: str, b: BoundOp) -> tuple[str, str, str, str]:
-    """Weights, bias and per-channel multiplier and shift arrays of a conv, depthwise or fully connected op."""
+def _weights_and_channels(w: _Writer, name: str, b: BoundOp) -> tuple[str, str]:
+    """Weights and the per-channel records (folded bias, multiplier, shift) of a conv, depthwise or
+    fully connected op."""
     x, weights = b.inputs[0], b.inputs[1]
     assert b.main is not None and weights.data is not None
-    channels = weights.shape[-1] if b.main.opcode == "DEPTHWISE_CONV_2D" else weights.shape[0]
-    # the converter drops an all-zero bias
-    bias = b.inputs[2].data if len(b.inputs) > 2 else np.zeros(channels, np.int32)
+    if b.main.opcode == "DEPTHWISE_CONV_2D":  # [1, k, k, c]
+        sums = weights.data.reshape(-1, weights.shape[-1]).sum(axis=0, dtype=np.int64)
+    else:  # [out, ..., in]
+        sums = weights.data.reshape(weights.shape[0], -1).sum(axis=1, dtype=np.int64)
+    bias = b.inputs[2].data if len(b.inputs) > 2 else None  # the converter drops an all-zero bias
     if b.main.opcode == "FULLY_CONNECTED":
         p = tflm_params.fc_output_params(x.scale, weights.scales, b.raw_output.scale, weights.shape[0])
     else:
         p = tflm_params.conv_output_params(x.scale, weights.scales, b.raw_output.scale)
-    mults, shifts = (p.mult * channels, p.shift * channels) if len(p.mult) == 1 else (p.mult, p.shift)
-    return (
-        w.array(f"{name}_w", "int8_t", weights.data),
-        w.array(f"{name}_b", "int32_t", bias),
-        w.array(f"{name}_m", "int32_t", np.asarray(mults)),
-        w.array(f"{name}_s", "int32_t", np.asarray(shifts)),
-    )
+    table = tflm_params.channel_table(bias, sums, -x.zero_point, p)
+    return w.array(f"{name}_w", "int8_t", weights.data), w.records(f"{name}_c", "ta_channel_t", table)
 
 
 def _emit(w: _Writer, name: str, i: int, op: Op, b: BoundOp, tfl: TfliteGraph, plan: MemoryPlan) -> str:
@@ -123,28 +128,28 @@ def _emit(w: _Writer, name: str, i: int, op: Op, b: BoundOp, tfl: TfliteGraph, p
 
     (h, wd, c), (ho, wo, co) = op.in_shape, op.out_shape
     x, y = op.inputs[0], op.output
+    scratch = f"arena + {plan.buffer_offsets[plan.scratch_buffer[i]]}" if i in plan.scratch_buffer else "NULL"
     if op.kind in ("conv", "pointwise", "depthwise", "fully_connected"):
-        wts, bias, m, s = _requant(w, name, b)
+        wts, ch = _weights_and_channels(w, name, b)
         q = _output_stage(w, name, b, tfl)
         pt, pl = (tflm_params.same_padding(n, op.kernel, op.stride)[1] for n in (h, wd))
     if op.kind in ("conv", "pointwise"):
         return (
-            f"    ta_conv_s8({at(x)}, {h}, {wd}, {c}, {wts}, {bias}, {m}, {s}, {at(y)}, {ho}, {wo}, {co}, "
-            f"{op.kernel}, {op.stride}, {pt}, {pl}, {q});"
+            f"    ta_conv_s8({at(x)}, {h}, {wd}, {c}, {wts}, {ch}, {at(y)}, {ho}, {wo}, {co}, "
+            f"{op.kernel}, {op.stride}, {pt}, {pl}, {q}, {scratch});"
         )
     if op.kind == "depthwise":
         if i in plan.inplace_ops:
-            scratch = plan.buffer_offsets[plan.scratch_buffer[i]]
             return (
-                f"    ta_depthwise_inplace_s8({at(x)}, {h}, {wd}, {c}, {wts}, {bias}, {m}, {s}, {op.kernel}, "
-                f"{pt}, {pl}, {q}, arena + {scratch});"
+                f"    ta_depthwise_inplace_s8({at(x)}, {h}, {wd}, {c}, {wts}, {ch}, {op.kernel}, "
+                f"{pt}, {pl}, {q}, {scratch});"
             )
         return (
-            f"    ta_depthwise_s8({at(x)}, {h}, {wd}, {c}, {wts}, {bias}, {m}, {s}, {at(y)}, {ho}, {wo}, "
-            f"{op.kernel}, {op.stride}, {pt}, {pl}, {q});"
+            f"    ta_depthwise_s8({at(x)}, {h}, {wd}, {c}, {wts}, {ch}, {at(y)}, {ho}, {wo}, "
+            f"{op.kernel}, {op.stride}, {pt}, {pl}, {q}, {scratch});"
         )
     if op.kind == "fully_connected":
-        return f"    ta_fully_connected_s8({at(x)}, {c}, {wts}, {bias}, {m}, {s}, {at(y)}, {co}, {q});"
+        return f"    ta_fully_connected_s8({at(x)}, {c}, {wts}, {ch}, {at(y)}, {co}, {q});"
     if op.kind == "mean":
         if b.main is None:  # a mean over 1x1 is the identity; the converter dropped it
             return f"    memcpy({at(y)}, {at(x)}, {c});"

@@ -252,6 +252,30 @@ def mean_params(
     return MeanParams(int(input_zero_point), int(output_zero_point), (mult << s) // count, shift - s)
 
 
+def channel_table(
+    bias: np.ndarray | None, weight_sums: np.ndarray, input_offset: int, params: ChannelParams
+) -> np.ndarray:
+    """ta_channel_t records (bias, mult, shift), one row per output channel, int32.
+
+    The bias has input_offset * (sum of the channel's weights) folded in, wrapping modulo 2^32 as
+    the kernels' accumulators do, so a kernel that reads padding as the input zero point sums
+    exactly TFLM's value without adding the offset to every input. A per-tensor `params` (one
+    entry) is repeated for every channel.
+    """
+    n = len(weight_sums)
+    mult, shift = (params.mult * n, params.shift * n) if len(params.mult) == 1 else (params.mult, params.shift)
+    raw = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
+    folded = (raw + int(input_offset) * np.asarray(weight_sums, np.int64)).astype(np.uint32).view(np.int32)
+    return np.stack([folded, np.asarray(mult, np.int32), np.asarray(shift, np.int32)], axis=1)
+
+
+def output_table(lut: np.ndarray, act_min: int, act_max: int) -> np.ndarray:
+    """An activation table with the clamp folded in: entry v + 128 is lut[clamp(v) + 128], so that
+    kernels may saturate to int8 and look up in one step (ta_output_t.lut)."""
+    v = np.clip(np.arange(INT8_MIN, INT8_MAX + 1), act_min, act_max)
+    return np.asarray(lut, np.int8)[v - INT8_MIN]
+
+
 def same_padding(in_size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TFLite SAME padding: (output size, padding before), the extra odd pixel going after."""
     out = (in_size + stride - 1) // stride
