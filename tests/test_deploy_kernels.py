@@ -791,7 +791,7 @@ class M7:
         elf, image = tmp / "m7.elf", tmp / "m7.bin"
         flags = [f for f in ARM_FLAGS if f not in ("-c", "-Wall", "-Wextra", "-Werror")]
         srcs = [str(tmp / "harness.c"), str(SOURCES["optimized"])]
-        link = ["-nostdlib", "-T", str(tmp / "link.ld"), "-lgcc"]
+        link = ["-nostdlib", "-T", str(tmp / "link.ld"), "-lc", "-lgcc"]  # newlib: memset, memcpy
         subprocess.run([tools["gcc"], *flags, "-I", str(KERNELS), *srcs, "-o", str(elf), *link], check=True)
         subprocess.run([tools["objcopy"], "-O", "binary", str(elf), str(image)], check=True)
         nm = subprocess.run([tools["nm"], str(elf)], check=True, capture_output=True, text=True).stdout

@@ -110,17 +110,30 @@ static inline int32_t rq_apply(int32_t x, const rq_t *r) {
     return (int32_t)(t >> 32) >> r->e1;
 }
 
-/* rq_apply for a right shift of at least one and no left shift, without the branch. */
+/* The largest right shift for which rq_fast folds the output zero point in exactly: the 64-bit
+ * sum y + round + zero * 2^(32 + e1) then stays below 2^63 in magnitude for every int32 x. */
+#define TA_FAST_MAX_RIGHT_SHIFT 24
+
+/* A channel's constants for rq_fast: rq_t whose round also carries zero * 2^(32 + e1), so that
+ * the high word shifted by e1 is the requantised value plus the output zero point. */
+static inline rq_t rq_init_fast(int32_t mult, int32_t shift, int32_t zero) {
+    rq_t r = rq_init(mult, shift);
+    r.round += (int64_t)zero * ((int64_t)1 << (32 + r.e1));
+    return r;
+}
+
+/* rq_apply plus the output zero point, for 1 <= right shift <= TA_FAST_MAX_RIGHT_SHIFT and no
+ * left shift, in five instructions (AND, SUBS, SBC, SMLAL, ASR) and no branch. */
 INLINE int32_t rq_fast(int32_t x, const rq_t *r) {
     const int64_t t = r->round - (int64_t)((uint32_t)x & 0x80000000u) + (int64_t)x * r->mult;
     return (int32_t)(t >> 32) >> r->e1;
 }
 
-/* Whether every channel's shift is a right shift, so rq_fast applies. */
-static int all_right_shifts(const ta_channel_t *ch, int n) {
+/* Whether every channel's shift suits rq_fast. */
+static int all_fast(const ta_channel_t *ch, int n) {
     int i;
     for (i = 0; i < n; ++i) {
-        if (ch[i].shift >= 0) {
+        if (ch[i].shift >= 0 || ch[i].shift < -TA_FAST_MAX_RIGHT_SHIFT) {
             return 0;
         }
     }
@@ -150,8 +163,13 @@ static out_params out_params_of(const ta_output_t *q, int8_t *buf) {
     return o;
 }
 
+/* A channel's requantisation for output_stage: fast ones carry the zero point. */
+INLINE rq_t channel_rq(const ta_channel_t *c, int fast, out_params o) {
+    return fast ? rq_init_fast(c->mult, c->shift, o.zero) : rq_init(c->mult, c->shift);
+}
+
 INLINE int8_t output_stage(int32_t acc, const rq_t *r, int fast, out_params o) {
-    const int32_t v = (fast ? rq_fast(acc, r) : rq_apply(acc, r)) + o.zero;
+    const int32_t v = fast ? rq_fast(acc, r) : rq_apply(acc, r) + o.zero;
     return o.table[ta_ssat8(v)];
 }
 
@@ -163,13 +181,13 @@ typedef struct {
     rq_t rq[2];
 } pair_params;
 
-INLINE pair_params pair_params_of(const ta_channel_t *ch, int n) {
+INLINE pair_params pair_params_of(const ta_channel_t *ch, int n, int fast, out_params o) {
     pair_params p;
     int j;
     for (j = 0; j < 2; ++j) {
         const ta_channel_t *c = ch + (j < n ? j : 0);
         p.bias[j] = c->bias;
-        p.rq[j] = rq_init(c->mult, c->shift);
+        p.rq[j] = channel_rq(c, fast, o);
     }
     return p;
 }
@@ -177,27 +195,43 @@ INLINE pair_params pair_params_of(const ta_channel_t *ch, int n) {
 /* acc[0], acc[1] += rows w, w + ws against int8 pixel x; acc[2], acc[3] the same for pixel
  * x + xs. A stride of 0 reruns the same row or pixel (a lone last channel or pixel; its results
  * are dropped). Where xs and ws are one value (pointwise: both n) the loop needs no spills. */
+/* Four inputs of two pixels (xa, xb) against two weight rows (w0, w1): 8 widenings, 8 SMLADs. */
+#define TA_MAC_2X2_S8(xa, xb, w0, w1)                                                   \
+    do {                                                                                \
+        const uint32_t xa02 = ta_sxtb16(xa), xa13 = ta_sxtb16_ror8(xa);                 \
+        const uint32_t xb02 = ta_sxtb16(xb), xb13 = ta_sxtb16_ror8(xb);                 \
+        uint32_t w02 = ta_sxtb16(w0), w13 = ta_sxtb16_ror8(w0);                         \
+        a0 = ta_smlad(w02, xa02, a0);                                                   \
+        a0 = ta_smlad(w13, xa13, a0);                                                   \
+        b0 = ta_smlad(w02, xb02, b0);                                                   \
+        b0 = ta_smlad(w13, xb13, b0);                                                   \
+        w02 = ta_sxtb16(w1);                                                            \
+        w13 = ta_sxtb16_ror8(w1);                                                       \
+        a1 = ta_smlad(w02, xa02, a1);                                                   \
+        a1 = ta_smlad(w13, xa13, a1);                                                   \
+        b1 = ta_smlad(w02, xb02, b1);                                                   \
+        b1 = ta_smlad(w13, xb13, b1);                                                   \
+    } while (0)
+
 INLINE void dot_2x2_s8(const int8_t *x, int xs, const int8_t *w, int ws, int n, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
     const void *xp = x, *wp = w;
-    const void *const end = w + (n & ~3);
+    const void *const end8 = w + (n & ~7);
     int i;
-    while (wp != end) {
+    while (wp != end8) { /* eight inputs per pass: half the loop overhead */
+        uint32_t xb = load32((const int8_t *)xp + xs), xa = ta_load32_next(&xp);
+        uint32_t w1 = load32((const int8_t *)wp + ws), w0 = ta_load32_next(&wp);
+        TA_MAC_2X2_S8(xa, xb, w0, w1);
+        xb = load32((const int8_t *)xp + xs);
+        xa = ta_load32_next(&xp);
+        w1 = load32((const int8_t *)wp + ws);
+        w0 = ta_load32_next(&wp);
+        TA_MAC_2X2_S8(xa, xb, w0, w1);
+    }
+    if (n & 4) {
         const uint32_t xb = load32((const int8_t *)xp + xs), xa = ta_load32_next(&xp);
         const uint32_t w1 = load32((const int8_t *)wp + ws), w0 = ta_load32_next(&wp);
-        const uint32_t xa02 = ta_sxtb16(xa), xa13 = ta_sxtb16_ror8(xa);
-        const uint32_t xb02 = ta_sxtb16(xb), xb13 = ta_sxtb16_ror8(xb);
-        uint32_t w02 = ta_sxtb16(w0), w13 = ta_sxtb16_ror8(w0);
-        a0 = ta_smlad(w02, xa02, a0);
-        a0 = ta_smlad(w13, xa13, a0);
-        b0 = ta_smlad(w02, xb02, b0);
-        b0 = ta_smlad(w13, xb13, b0);
-        w02 = ta_sxtb16(w1);
-        w13 = ta_sxtb16_ror8(w1);
-        a1 = ta_smlad(w02, xa02, a1);
-        a1 = ta_smlad(w13, xa13, a1);
-        b1 = ta_smlad(w02, xb02, b1);
-        b1 = ta_smlad(w13, xb13, b1);
+        TA_MAC_2X2_S8(xa, xb, w0, w1);
     }
     x = (const int8_t *)xp;
     w = (const int8_t *)wp;
@@ -284,7 +318,7 @@ INLINE void pointwise(const int8_t *in, int count, int n, const int8_t *weights,
         const int nc = imin(2, out_c - oc);
         const int ws = nc == 2 ? n : 0;
         const int8_t *w = weights + (size_t)oc * n;
-        const pair_params pp = pair_params_of(ch + oc, nc);
+        const pair_params pp = pair_params_of(ch + oc, nc, fast, o);
         const int8_t *x = in;
         int8_t *dst = out + oc;
         int32_t acc[4];
@@ -316,45 +350,87 @@ typedef struct {
 } conv_geometry;
 
 /* The int16 im2col column of output pixel (oy, ox): its k * k * in_c inputs in weight order, the
- * zero point for padding, each group of four stored as (0, 2, 1, 3). */
+ * zero point for padding, each group of four stored as (0, 2, 1, 3). The column is first gathered
+ * as int8 (whole kernel rows at a time where they lie inside the image), then widened in place
+ * from the end, where each int16 write lands past the int8 bytes still to be read. */
 static void im2col(const conv_geometry *g, int oy, int ox, int16_t *col) {
-    const int n = g->kernel * g->kernel * g->in_c, groups = n & ~3;
-    int ky, kx, ic, t = 0;
-    for (ky = 0; ky < g->kernel; ++ky) {
-        const int iy = oy * g->stride - g->pad_top + ky;
-        for (kx = 0; kx < g->kernel; ++kx) {
-            const int ix = ox * g->stride - g->pad_left + kx;
-            const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
-            const int8_t *src = g->in + ((ptrdiff_t)iy * g->in_w + ix) * g->in_c;
-            for (ic = 0; ic < g->in_c; ++ic, ++t) {
-                /* position of t: (0, 2, 1, 3) within its group of four, plain in the tail */
-                const int at = t < groups ? (t & ~3) | ((t & 1) << 1) | ((t >> 1) & 1) : t;
-                col[at] = inside ? src[ic] : g->zp;
+    const int k = g->kernel, c = g->in_c, run = k * c, n = k * run, groups = n & ~3;
+    const int y0 = oy * g->stride - g->pad_top, x0 = ox * g->stride - g->pad_left;
+    const int rows_inside = x0 >= 0 && x0 + k <= g->in_w;
+    const int8_t zp = (int8_t)g->zp;
+    int8_t *s8 = (int8_t *)col;
+    int ky, kx, i;
+    for (ky = 0; ky < k; ++ky) {
+        const int iy = y0 + ky;
+        const int8_t *src = g->in + ((ptrdiff_t)iy * g->in_w + x0) * c;
+        int8_t *dst = s8 + ky * run;
+        if (iy < 0 || iy >= g->in_h) {
+            for (i = 0; i < run; ++i) {
+                dst[i] = zp;
+            }
+        } else if (rows_inside) {
+            for (i = 0; i < run; ++i) {
+                dst[i] = src[i];
+            }
+        } else {
+            for (kx = 0; kx < k; ++kx) {
+                const int inside = x0 + kx >= 0 && x0 + kx < g->in_w;
+                for (i = 0; i < c; ++i) {
+                    dst[kx * c + i] = inside ? src[kx * c + i] : zp;
+                }
             }
         }
     }
+    for (i = n - 1; i >= groups; --i) {
+        col[i] = s8[i];
+    }
+    for (i = groups - 4; i >= 0; i -= 4) {
+        const uint32_t v = load32(s8 + i), even = ta_sxtb16(v), odd = ta_sxtb16_ror8(v);
+        memcpy(col + i, &even, sizeof even);
+        memcpy(col + i + 2, &odd, sizeof odd);
+    }
 }
 
-/* Any convolution through an im2col of two pixels at a time (the stem, strided 1x1). */
+/* Output channels whose constants conv_im2col prepares at once (on the stack). */
+#define TA_CONV_CHANNEL_CHUNK 32
+
+/* Any convolution through an im2col of two pixels at a time (the stem, strided 1x1): for each
+ * chunk of output channels, every pixel pair's columns are built once and serve the chunk. */
 INLINE void conv_im2col(const conv_geometry *g, int out_h, const int8_t *weights, const ta_channel_t *ch,
                         int8_t *out, int out_c, int fast, out_params o, int16_t *cols) {
     const int n = g->kernel * g->kernel * g->in_c, n2 = TA_ROUND2(n);
     const int count = out_h * g->out_w;
-    int p, oc;
-    for (p = 0; p < count; p += 2) {
-        const int np = imin(2, count - p);
-        int8_t *dst = out + (size_t)p * out_c;
-        im2col(g, p / g->out_w, p % g->out_w, cols);
-        if (np == 2) {
-            im2col(g, (p + 1) / g->out_w, (p + 1) % g->out_w, cols + n2);
+    pair_params pp[TA_CONV_CHANNEL_CHUNK / 2];
+    int c0, p, oc;
+    for (c0 = 0; c0 < out_c; c0 += TA_CONV_CHANNEL_CHUNK) {
+        const int c1 = imin(out_c, c0 + TA_CONV_CHANNEL_CHUNK);
+        int oy = 0, ox = 0;
+        for (oc = c0; oc < c1; oc += 2) {
+            pp[(oc - c0) / 2] = pair_params_of(ch + oc, imin(2, c1 - oc), fast, o);
         }
-        for (oc = 0; oc < out_c; oc += 2) {
-            const int nc = imin(2, out_c - oc);
-            const pair_params pp = pair_params_of(ch + oc, nc);
-            int32_t acc[4];
-            start_2x2(acc, &pp);
-            dot_2x2_s16(cols, np == 2 ? n2 : 0, weights + (size_t)oc * n, nc == 2 ? n : 0, n, acc);
-            store_2x2(acc, &pp, np, nc, fast, o, dst + oc, out_c);
+        for (p = 0; p < count; p += 2) {
+            const int np = imin(2, count - p);
+            int8_t *dst = out + (size_t)p * out_c;
+            im2col(g, oy, ox, cols);
+            if (++ox == g->out_w) {
+                ox = 0;
+                ++oy;
+            }
+            if (np == 2) {
+                im2col(g, oy, ox, cols + n2);
+                if (++ox == g->out_w) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+            for (oc = c0; oc < c1; oc += 2) {
+                const int nc = imin(2, c1 - oc);
+                const pair_params *q = &pp[(oc - c0) / 2];
+                int32_t acc[4];
+                start_2x2(acc, q);
+                dot_2x2_s16(cols, np == 2 ? n2 : 0, weights + (size_t)oc * n, nc == 2 ? n : 0, n, acc);
+                store_2x2(acc, q, np, nc, fast, o, dst + oc, out_c);
+            }
         }
     }
 }
@@ -364,7 +440,7 @@ void ta_conv_s8(const int8_t *in, int in_h, int in_w, int in_c, const int8_t *we
                 const ta_output_t *q, void *scratch) {
     int8_t table[256];
     const out_params o = out_params_of(q, table);
-    const int fast = all_right_shifts(ch, out_c);
+    const int fast = all_fast(ch, out_c);
     if (kernel == 1 && stride == 1) {
         if (fast) {
             pointwise(in, out_h * out_w, in_c, weights, ch, out, out_c, 1, o);
@@ -427,7 +503,15 @@ static void dw_fill(const dw_job *j, int c0, int py) {
         for (x = j->pad_left; x > 0; --x) {
             *dst++ = zp;
         }
-        for (x = imin(j->in_w, j->row - j->pad_left); x > 0; --x) {
+        for (x = imin(j->in_w, j->row - j->pad_left); x >= 4; x -= 4) {
+            dst[0] = src[0];
+            dst[1] = src[c];
+            dst[2] = src[2 * c];
+            dst[3] = src[3 * c];
+            dst += 4;
+            src += 4 * c;
+        }
+        for (; x > 0; --x) {
             *dst++ = *src;
             src += c;
         }
@@ -441,18 +525,55 @@ static inline uint32_t pack16(int32_t lo, int32_t hi) {
     return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
 }
 
-/* One channel of a kernel K, stride S depthwise (K odd, at most TA_DW_MAX_KERNEL), two outputs per
- * pass, with h = (K - 1) / 2 and X_i the input pair (x_2i, x_2i+1) from the pass's first column:
+/* Two adjacent outputs of one channel from the ring rows r (kernel K, stride S, K odd and at most
+ * TA_DW_MAX_KERNEL), with h = (K - 1) / 2 and X_i the input pair (x_2i, x_2i+1) from the first
+ * output's first column:
  * - stride 1: out0 = sum_i<h E_i.X_i + w_K-1 * x_K-1 and out1 = w_0 * x_1 + sum_1<=i<=h O_i.X_i,
  *   E_i = (w_2i, w_2i+1) and O_i = (w_2i-1, w_2i), so the h + 1 pairs serve both outputs;
- * - stride 2: out0 = sum_i<=h E_i.X_i and out1 the same from X_i+1, E_h = (w_K-1, 0). */
+ * - stride 2: out0 = sum_i<=h E_i.X_i and out1 the same from X_i+1, with E_h = (w_K-1, 0).
+ * wt holds each kernel row's E_0..E_h-1 then O_1..O_h (stride 1) or E_0..E_h (stride 2). */
+INLINE void dw_pair(const int16_t *const *r, int col, const uint32_t *wt, int32_t *acc, const int K, const int S) {
+    const int h = (K - 1) / 2, per_row = S == 1 ? 2 * h : h + 1;
+    int32_t a0 = acc[0], a1 = acc[1];
+    int ky, i;
+#pragma GCC unroll 8
+    for (ky = 0; ky < K; ++ky) {
+        const int16_t *x = r[ky] + col;
+        const uint32_t *w = wt + ky * per_row;
+        uint32_t xp = load32(x);
+        if (S == 1) {
+            a1 = ta_smlabt(w[0], xp, a1);
+#pragma GCC unroll 4
+            for (i = 0; i < h; ++i) {
+                a0 = ta_smlad(w[i], xp, a0);
+                xp = load32(x + 2 * i + 2);
+                a1 = ta_smlad(w[h + i], xp, a1);
+            }
+            a0 = ta_smlatb(w[2 * h - 1], xp, a0);
+        } else {
+#pragma GCC unroll 4
+            for (i = 0; i <= h; ++i) {
+                const uint32_t xn = load32(x + 2 * i + 2);
+                a0 = ta_smlad(w[i], xp, a0);
+                a1 = ta_smlad(w[i], xn, a1);
+                xp = xn;
+            }
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* One channel of a kernel K, stride S depthwise, two outputs per pass (dw_pair). */
 INLINE void dw_channel(const dw_job *j, int c0, const ta_channel_t *chan, out_params o, const int K, const int S) {
     const int h = (K - 1) / 2, per_row = S == 1 ? 2 * h : h + 1;
+    const int out_h = j->out_h, out_w = j->out_w;
+    const size_t step = (size_t)j->c;
+    const rq_t rq = channel_rq(chan, 1, o);
+    const int32_t bias = chan->bias;
     uint32_t wt[TA_DW_MAX_KERNEL * TA_DW_MAX_KERNEL];
     const int16_t *r[TA_DW_MAX_KERNEL];
-    const rq_t rq = rq_init(chan->mult, chan->shift);
-    const int32_t bias = chan->bias;
-    const size_t step = (size_t)j->c;
+    int8_t *row_out = j->out + c0;
     int ky, i, oy, ox, next = 0;
     for (ky = 0; ky < K; ++ky) {
         const int8_t *w = j->weights + (size_t)ky * K * step + c0;
@@ -466,47 +587,26 @@ INLINE void dw_channel(const dw_job *j, int c0, const ta_channel_t *chan, out_pa
         }
 #undef W
     }
-    for (oy = 0; oy < j->out_h; ++oy) {
-        int8_t *dst = j->out + (size_t)oy * j->out_w * step + c0;
+    for (oy = 0; oy < out_h; ++oy, row_out += (size_t)out_w * step) {
+        int8_t *dst = row_out;
         for (; next <= oy * S + K - 1; ++next) {
             dw_fill(j, c0, next);
         }
-#pragma GCC unroll 8
         for (ky = 0; ky < K; ++ky) {
             r[ky] = j->ring + ((oy * S + ky) % K) * j->row;
         }
-        for (ox = 0; ox < j->out_w; ox += 2) {
-            int32_t a0 = bias, a1 = bias;
-#pragma GCC unroll 8
-            for (ky = 0; ky < K; ++ky) {
-                const int16_t *x = r[ky] + ox * S;
-                const uint32_t *w = wt + ky * per_row;
-                if (S == 1) {
-                    uint32_t xp = load32(x);
-                    a1 = ta_smlabt(w[0], xp, a1);
-#pragma GCC unroll 4
-                    for (i = 0; i < h; ++i) {
-                        a0 = ta_smlad(w[i], xp, a0);
-                        xp = load32(x + 2 * i + 2);
-                        a1 = ta_smlad(w[h + i], xp, a1);
-                    }
-                    a0 = ta_smlatb(w[2 * h - 1], xp, a0);
-                } else {
-                    uint32_t xp = load32(x);
-#pragma GCC unroll 4
-                    for (i = 0; i <= h; ++i) {
-                        const uint32_t xn = load32(x + 2 * i + 2);
-                        a0 = ta_smlad(w[i], xp, a0);
-                        a1 = ta_smlad(w[i], xn, a1);
-                        xp = xn;
-                    }
-                }
-            }
-            dst[0] = output_stage(a0, &rq, 1, o);
-            if (ox + 1 < j->out_w) {
-                dst[step] = output_stage(a1, &rq, 1, o);
-            }
-            dst += 2 * step;
+        for (ox = 0; ox + 2 <= out_w; ox += 2, dst += 2 * step) {
+            int32_t acc[2];
+            acc[0] = acc[1] = bias;
+            dw_pair(r, ox * S, wt, acc, K, S);
+            dst[0] = output_stage(acc[0], &rq, 1, o);
+            dst[step] = output_stage(acc[1], &rq, 1, o);
+        }
+        if (ox < out_w) { /* the pair's second output lies in the ring's slack and is dropped */
+            int32_t acc[2];
+            acc[0] = acc[1] = bias;
+            dw_pair(r, ox * S, wt, acc, K, S);
+            dst[0] = output_stage(acc[0], &rq, 1, o);
         }
     }
 }
@@ -539,7 +639,7 @@ static void dw_channel_any(const dw_job *j, int c0, const ta_channel_t *chan, ou
 static void dw_run(dw_job *j, const ta_channel_t *ch, const ta_output_t *q) {
     int8_t table[256];
     const out_params o = out_params_of(q, table);
-    const int fast = all_right_shifts(ch, j->c);
+    const int fast = all_fast(ch, j->c);
     const int key = fast ? j->kernel * 10 + j->stride : 0;
     int c0;
     j->zp = (int16_t)-q->input_offset;
