@@ -8,7 +8,6 @@ instruction count and in flash.
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tinyarch.tools.deploy.emulator import (
 
 INPUTS = [[0, 1, 2, 127, -128, -1], [5, -6, 7, -8, 9, -10], [100, 50, 0, -50, -100, 126]]
 TABLE_SIZE = 65536
+OP_WORK = 200
 
 needs_cross = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None,
@@ -43,8 +43,11 @@ def _c_array(values: list[int]) -> str:
     return "{" + ", ".join(str(v) for v in values) + "}"
 
 
-def make_project(root: Path, *, work: int = 0, status: int = 0, arena: int = 64) -> Path:
-    """A project laid out as `tinyarch deploy` writes it, with a hand-written model."""
+def make_project(root: Path, *, work: int = 0, status: int = 0, arena: int = 64, ops: int = 0) -> Path:
+    """A project laid out as `tinyarch deploy` writes it, with a hand-written model.
+
+    With `ops`, ta_invoke first runs that many stand-in operators, operator k a loop of
+    OP_WORK * (k + 1) iterations, each followed by TA_OP_DONE() as in the generated model.c."""
     root.mkdir(parents=True)
     shutil.copy(FIRMWARE_DIR / "project.mk", root)
     shutil.copytree(FIRMWARE_DIR / "common", root / "common")
@@ -68,11 +71,19 @@ def make_project(root: Path, *, work: int = 0, status: int = 0, arena: int = 64)
             f"    for (int i = 0; i < {work}; ++i) acc += table[(i * 97) % {TABLE_SIZE}];\n"
             "    arena[TA_ARENA_SIZE - 1] = (int8_t)acc;\n"
         )
+    operators = "".join(
+        f"    for (int i = 0; i < {OP_WORK * (k + 1)}; ++i) op_acc += i;\n    TA_OP_DONE();\n" for k in range(ops)
+    )
+    if ops:
+        operators = "    volatile int32_t op_acc = 0;\n" + operators
     (root / "model.c").write_text(
         '#include "model.h"\n'
+        "#ifdef TA_PROFILE_OPS\nvoid ta_mark(void);\n#define TA_OP_DONE() ta_mark()\n"
+        "#else\n#define TA_OP_DONE() ((void)0)\n#endif\n"
         "static int8_t arena[TA_ARENA_SIZE];\n"
         f"{table}"
         "int ta_invoke(const int8_t *input, int8_t *output) {\n"
+        f"{operators}"
         "    volatile float half = 0.5f;\n"
         "    const int one = (int)(half * 2.0f); /* runs on the FPU: faults unless start-up enabled it */\n"
         f"{loop}"
@@ -182,15 +193,40 @@ def _sections(elf: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+def build_stm32(
+    root: Path, clock_mhz: int | None = None, profile_ops: bool = False, cflags: str = "", **project: int
+) -> Path:
+    """The stand-in built for the STM32H743, at `make CLOCK_MHZ=clock_mhz` (None: the default, 480)."""
+    project_dir = make_project(root, **project)
+    with pytest.MonkeyPatch.context() as mp:
+        if clock_mhz is None:
+            mp.delenv("CLOCK_MHZ", raising=False)
+        else:
+            mp.setenv("CLOCK_MHZ", str(clock_mhz))
+        mp.setenv("EXTRA_CFLAGS", cflags)
+        return build_project(project_dir, "stm32h743", profile_ops=profile_ops)
+
+
 @pytest.fixture(scope="module")
-def stm32_elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def stm32_elfs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Default (480 MHz), 400 MHz, 64 MHz and a 480 MHz -DTA_PROFILE_OPS build of the stand-in."""
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc missing: install Debian's gcc-arm-none-eabi and libnewlib-arm-none-eabi")
-    return build_project(make_project(tmp_path_factory.mktemp("stm32") / "p", work=100), "stm32h743")
+    root = tmp_path_factory.mktemp("stm32")
+    return {
+        "480": build_stm32(root / "480", work=100),
+        "400": build_stm32(root / "400", 400, work=100),
+        "64": build_stm32(root / "64", 64, work=100),
+        "profile": build_stm32(root / "profile", profile_ops=True, ops=3),
+        # Gives up on a ready flag after 2000 polls, so a flag that never comes is quick to emulate.
+        "impatient": build_stm32(root / "impatient", cflags="-DBOARD_WAIT_POLLS=2000u", work=100),
+    }
 
 
-def test_stm32_sections_sit_in_their_regions(stm32_elf: Path) -> None:
-    symbols, sections = _symbols(stm32_elf), _sections(stm32_elf)
+@pytest.mark.parametrize("build", ["480", "64", "profile"])
+def test_stm32_sections_sit_in_their_regions(stm32_elfs: dict[str, Path], build: str) -> None:
+    elf = stm32_elfs[build]
+    symbols, sections = _symbols(elf), _sections(elf)
     flash, axi, dtcm = (0x08000000, 2 << 20), (0x24000000, 512 << 10), (0x20000000, 128 << 10)
 
     def inside(name: str, region: tuple[int, int]) -> bool:
@@ -202,58 +238,131 @@ def test_stm32_sections_sit_in_their_regions(stm32_elf: Path) -> None:
     assert inside(".data", axi) and inside(".bss", axi)
     assert inside(".stack", dtcm) and symbols["_estack"] == dtcm[0] + dtcm[1]
     assert flash[0] <= symbols["_sidata"] < flash[0] + flash[1]  # .data's load image, in flash
-    assert firmware_size(stm32_elf).text >= TABLE_SIZE
+    if build != "profile":
+        assert firmware_size(elf).text >= TABLE_SIZE
 
 
-def test_stm32_image_runs_to_its_uart_writes(stm32_elf: Path) -> None:
-    """Unicorn runs the image from reset: peripherals are plain memory, USART3's TDR writes are captured."""
-    unicorn = pytest.importorskip("unicorn")
-    from unicorn import arm_const
+def _stm32():  # the helper module, imported only where unicorn is installed
+    pytest.importorskip("unicorn")
+    from tests import stm32h743_unicorn
 
-    image = stm32_elf.with_suffix(".bin")
-    subprocess.run(
-        [
-            "arm-none-eabi-objcopy",
-            "-O",
-            "binary",
-            *["-j", ".isr_vector", "-j", ".text", "-j", ".rodata", "-j", ".data"],
-            str(stm32_elf),
-            str(image),
-        ],
-        check=True,
-    )
-    code = image.read_bytes()
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-    uc.ctl_set_cpu_model(arm_const.UC_CPU_ARM_CORTEX_M7)
-    regions = [(0x08000000, 2 << 20), (0x20000000, 128 << 10), (0x24000000, 512 << 10)]
-    regions += [(0x40004000, 0x1000), (0x58020000, 0x8000), (0xE0000000, 0x100000)]  # USART3, GPIO+RCC, PPB
-    for base, size in regions:
-        uc.mem_map(base, size)
-    uc.mem_write(0x08000000, code)
-    uc.mem_write(0x4000481C, struct.pack("<I", 0xC0))  # USART3 ISR: TXE and TC always set
-    uart = bytearray()
+    return stm32h743_unicorn
 
-    def on_write(_uc: object, _access: int, address: int, _size: int, value: int, _data: object) -> None:
-        if address == 0x40004828:  # USART3 TDR
-            uart.append(value & 0xFF)
 
-    uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, on_write, begin=0x40004800, end=0x400048FF)
-    sp, pc = struct.unpack("<II", code[:8])
-    uc.reg_write(arm_const.UC_ARM_REG_SP, sp)
-    uc.emu_start(pc | 1, 0xFFFFFFFF, count=500_000)
+def _check_console(lines: list[str], clock_hz: int, warnings: list[str] = ()) -> list[int]:
+    """The console of a stand-in run: clock, warnings, every output, done, exit 0. Returns the cycles."""
+    assert lines[0] == f"clock {clock_hz}"
+    assert [line for line in lines if line.startswith("warning")] == list(warnings)
+    plain = [line for line in lines[1:] if not line.startswith(("cycles ", "opcycles ", "warning"))]
+    assert plain == [*expected_lines(), "exit 0"]
+    cycles = [line.split() for line in lines if line.startswith("cycles ")]
+    assert [c[1] for c in cycles] == [str(i) for i in range(len(INPUTS))]
+    return [int(c[2]) for c in cycles]
 
-    lines = uart.decode().replace("\r\n", "\n").splitlines()
-    assert [line for line in lines if not line.startswith("cycles ")] == [*expected_lines(), "exit 0"]
-    assert [line.split()[:2] for line in lines if line.startswith("cycles ")] == [
-        ["cycles", str(i)] for i in range(len(INPUTS))
-    ]
 
-    def reg(address: int) -> int:
-        return struct.unpack("<I", uc.mem_read(address, 4))[0]
+def test_stm32_480_mhz_clock_tree_then_inference(stm32_elfs: dict[str, Path]) -> None:
+    """From reset: LDO, VOS1, VOS0, flash latency, PLL1, prescalers and the switch, each waited for,
+    each within RM0433's limits when it happens; then the UART at 120 MHz and every inference."""
+    emu = _stm32()
+    run = emu.run_image(stm32_elfs["480"])
+    assert run.violations == []
+    assert run.sysclk_hz == 480_000_000
+    cycles = _check_console(run.lines, 480_000_000)
+    assert all(n >= 100 * 3 for n in cycles)  # the DWT model counts instructions: 100 loop iterations at least
+    r = run.registers
+    assert r["PWR_CR3"] & 0b111 == 0b010  # LDO on, bypass off, supply configuration locked (SCUEN 0)
+    assert r["PWR_D3CR"] >> 14 & 3 == 0b11 and r["SYSCFG_PWRCR"] & 1  # VOS1 plus the overdrive: VOS0
+    assert r["RCC_APB4ENR"] & 1 << 1  # SYSCFG clock, needed for ODEN
+    assert r["FLASH_ACR"] & 0x3F == 0x24  # 4 wait states, WRHIGHFREQ 2: AXI 240 MHz at VOS0
+    assert r["RCC_PLLCKSELR"] == 0x02020040  # HSI, DIVM1 4; DIVM2/3 at reset
+    assert r["RCC_PLLCFGR"] == 0x01F9000C  # PLL1RGE 8-16 MHz, wide VCO, integer, DIVP1EN only
+    assert r["RCC_PLL1DIVR"] == 0x0101023B  # DIVN1 60, DIVP1 2 (Q, R 2, disabled)
+    assert r["RCC_CR"] & 1 << 24  # PLL1ON
+    assert r["RCC_CFGR"] & 0x3F == 0b011_011  # SW and SWS: PLL1
+    assert (r["RCC_D1CFGR"], r["RCC_D2CFGR"], r["RCC_D3CFGR"]) == (0x48, 0x440, 0x40)  # /1 core, /2 AXI, /2 APBs
+    assert r["USART3_BRR"] == 1042  # 120 MHz PCLK1 / 115200
+    assert r["USART3_CR1"] & 0b1101 == 0b1101  # UE TE RE
+    assert run.written("AXI_TARG7_FN_MOD") == []  # rev V: no AXI SRAM workaround
+    # The order the hardware needs: voltage, then flash, then PLL, then the switch, then the UART.
+    order = [name for name, _ in run.writes]
+    switch = max(i for i, (name, value) in enumerate(run.writes) if name == "RCC_CFGR" and value & 7 == 3)
+    assert order.index("SYSCFG_PWRCR") < order.index("FLASH_ACR") < order.index("RCC_PLL1DIVR") < switch
+    assert switch < order.index("USART3_BRR")
+    assert r["DWT_CTRL"] & 1 and r["DWT_LAR"] == 0xC5ACCE55  # DWT cycle counter on
+    word = {name: run.memory[address] for name, address in emu.PEEK.items()}
+    assert word["SCB_CPACR"] >> 20 & 0xF == 0xF and word["DEMCR"] & 1 << 24  # FPU on, trace (DWT) on
+    assert word["SCB_CCR"] & 0b11 << 16 == 0b11 << 16  # I- and D-cache on
+    assert word["GPIOD_MODER"] >> 16 & 0xF == 0xA and word["GPIOD_AFRH"] & 0xFF == 0x77  # PD8/PD9 AF7
+    assert r["RCC_AHB4ENR"] & 1 << 3 and r["RCC_APB1LENR"] & 1 << 18  # GPIOD, USART3 clocks
 
-    assert reg(0xE000ED88) >> 20 & 0xF == 0xF  # CPACR: FPU on
-    assert reg(0x58024400 + 0xE0) & 1 << 3 and reg(0x58024400 + 0xE8) & 1 << 18  # GPIOD, USART3 clocks
-    assert reg(0x58020C00) >> 16 & 0xF == 0xA and reg(0x58020C24) & 0xFF == 0x77  # PD8/PD9 AF7
-    assert reg(0x4000480C) == 556 and reg(0x40004800) & 0b1101 == 0b1101  # 115200 baud from 64 MHz, UE TE RE
-    assert reg(0xE0001000) & 1 and reg(0xE000EDFC) & 1 << 24  # DWT cycle counter on
-    assert reg(0xE000ED14) & 0b11 << 16 == 0b11 << 16  # I- and D-cache on
+
+def test_stm32_400_mhz_build(stm32_elfs: dict[str, Path]) -> None:
+    emu = _stm32()
+    run = emu.run_image(stm32_elfs["400"])
+    assert run.violations == [] and run.sysclk_hz == 400_000_000
+    _check_console(run.lines, 400_000_000)
+    r = run.registers
+    assert r["RCC_PLL1DIVR"] == 0x01010231 and r["FLASH_ACR"] & 0x3F == 0x22 and r["USART3_BRR"] == 868
+    assert run.written("SYSCFG_PWRCR") == [] and r["PWR_D3CR"] >> 14 & 3 == 0b11  # VOS1, no overdrive
+
+
+def test_stm32_rev_y_runs_a_480_build_at_400(stm32_elfs: dict[str, Path]) -> None:
+    """Rev Y silicon has no VOS0 and a VCO that stops at 836 MHz: 400 MHz, said on the console."""
+    emu = _stm32()
+    run = emu.run_image(stm32_elfs["480"], rev_id=emu.REV_Y)
+    assert run.violations == [] and run.sysclk_hz == 400_000_000
+    _check_console(run.lines, 400_000_000, ["warning clock: rev Y silicon: 480 MHz needs rev V, running at 400 MHz"])
+    assert run.written("AXI_TARG7_FN_MOD") == [1]  # ES0392's AXI SRAM read workaround
+    assert run.written("SYSCFG_PWRCR") == [] and run.registers["USART3_BRR"] == 868
+
+
+def test_stm32_64_mhz_keeps_the_reset_clock(stm32_elfs: dict[str, Path]) -> None:
+    emu = _stm32()
+    run = emu.run_image(stm32_elfs["64"])
+    assert run.violations == [] and run.sysclk_hz == 64_000_000
+    _check_console(run.lines, 64_000_000)
+    clock_tree = {"RCC_CR", "RCC_CFGR", "RCC_D1CFGR", "RCC_PLLCKSELR", "RCC_PLLCFGR", "RCC_PLL1DIVR", "PWR_CR3"}
+    assert not clock_tree & {name for name, _ in run.writes} and run.written("FLASH_ACR") == []
+    assert run.registers["USART3_BRR"] == 556
+
+
+def test_stm32_pll_that_never_locks_leaves_the_hsi(stm32_elfs: dict[str, Path]) -> None:
+    emu = _stm32()
+    run = emu.run_image(stm32_elfs["impatient"], stuck=frozenset({"PLL1RDY"}))
+    warning = "warning clock: RCC_CR.PLL1RDY never became ready, running at 64 MHz from the HSI"
+    _check_console(run.lines, 64_000_000, [warning])
+    assert run.violations == [] and run.sysclk_hz == 64_000_000
+    assert not run.registers["RCC_CR"] & 1 << 24 and run.registers["RCC_CFGR"] & 7 == 0
+    assert run.registers["USART3_BRR"] == 556
+
+
+def test_stm32_profile_build_prints_cycles_per_operator(stm32_elfs: dict[str, Path]) -> None:
+    emu = _stm32()
+    run = emu.run_image(stm32_elfs["profile"])
+    assert run.violations == []
+    cycles = _check_console(run.lines, 480_000_000)
+    per_op = [line.split() for line in run.lines if line.startswith("opcycles ")]
+    assert [p[1] for p in per_op] == [str(i) for i in range(len(INPUTS))]
+    for total, fields in zip(cycles, per_op, strict=True):
+        ops = [int(v) for v in fields[2:]]
+        assert len(ops) == 3
+        for k, n in enumerate(ops):  # operator k: OP_WORK * (k + 1) iterations of a few instructions
+            assert 3 * OP_WORK * (k + 1) <= n <= 20 * OP_WORK * (k + 1)
+        assert sum(ops) < total
+
+
+@needs_cross
+@needs_qemu
+def test_mps2_profile_build_still_counts_instructions_per_operator(tmp_path: Path) -> None:
+    """ta_mark on QEMU is unchanged: the plugin's marks, no opcycles lines."""
+    elf = build_project(make_project(tmp_path / "p", ops=3), "mps2-an500", profile_ops=True)
+    result = run_qemu(elf, timeout=30)
+    assert result.stdout.splitlines() == expected_lines()
+    for run in result.operator_instructions(3):
+        assert all(3 * OP_WORK * (k + 1) <= n <= 20 * OP_WORK * (k + 1) for k, n in enumerate(run))
+
+
+@needs_cross
+def test_stm32_clock_option_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(EmulatorError, match="CLOCK_MHZ must be 480, 400 or 64, not '100'"):
+        build_stm32(tmp_path / "p", 100)

@@ -91,6 +91,7 @@ def make_project(
     tflite = convert_int8(keras_twin(spec, model), calibration)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.tflite").write_bytes(tflite)
+    (out / "spec.json").write_text(spec.model_dump_json(indent=2))  # MACs for `tinyarch read-uart`
     tflm = Tflm(tflite)
     generated = generate(spec, tflite, out)
     test_inputs = quantize(checks, generated.input_scale, generated.input_zero_point)
