@@ -129,11 +129,16 @@ INLINE int32_t rq_fast(int32_t x, const rq_t *r) {
     return (int32_t)(t >> 32) >> r->e1;
 }
 
+/* Whether one multiplier and shift suit rq_fast. */
+static int shift_is_fast(int32_t shift) {
+    return shift < 0 && shift >= -TA_FAST_MAX_RIGHT_SHIFT;
+}
+
 /* Whether every channel's shift suits rq_fast. */
 static int all_fast(const ta_channel_t *ch, int n) {
     int i;
     for (i = 0; i < n; ++i) {
-        if (ch[i].shift >= 0 || ch[i].shift < -TA_FAST_MAX_RIGHT_SHIFT) {
+        if (!shift_is_fast(ch[i].shift)) {
             return 0;
         }
     }
@@ -147,27 +152,31 @@ typedef struct {
     const int8_t *table;
 } out_params;
 
+/* The clamp to [lo, hi] as a table in `buf` (256 bytes), returned at its entry 128. */
+static const int8_t *clamp_table(int8_t *buf, int32_t lo, int32_t hi) {
+    int i;
+    for (i = 0; i < 256; ++i) {
+        buf[i] = (int8_t)clamp(i - 128, lo, hi);
+    }
+    return buf + 128;
+}
+
 /* q's table, or `buf` filled with the clamp as a table when q has none. */
 static out_params out_params_of(const ta_output_t *q, int8_t *buf) {
     out_params o;
     o.zero = q->output_offset;
-    if (q->lut != NULL) {
-        o.table = q->lut + 128;
-    } else {
-        int i;
-        for (i = 0; i < 256; ++i) {
-            buf[i] = (int8_t)clamp(i - 128, q->act_min, q->act_max);
-        }
-        o.table = buf + 128;
-    }
+    o.table = q->lut != NULL ? q->lut + 128 : clamp_table(buf, q->act_min, q->act_max);
     return o;
 }
+
 
 /* A channel's requantisation for output_stage: fast ones carry the zero point. */
 INLINE rq_t channel_rq(const ta_channel_t *c, int fast, out_params o) {
     return fast ? rq_init_fast(c->mult, c->shift, o.zero) : rq_init(c->mult, c->shift);
 }
 
+/* Requantised acc plus the output zero point (which fast constants carry already), clamped and
+ * looked up in the table. */
 INLINE int8_t output_stage(int32_t acc, const rq_t *r, int fast, out_params o) {
     const int32_t v = fast ? rq_fast(acc, r) : rq_apply(acc, r) + o.zero;
     return o.table[ta_ssat8(v)];
@@ -686,34 +695,75 @@ void ta_depthwise_inplace_s8(int8_t *io, int h, int w, int c, const int8_t *weig
 
 /* --- element-wise and pooling --------------------------------------------------------------------- */
 
+/* Elements from which ta_add_s8 tabulates each input's rescaling (512 values) first. */
+#define TA_ADD_TABLE_MIN 1024
+
+/* out[i] = requantised t1[a[i]] + t2[b[i]], where t1, t2 give each input's rescaled value. */
+INLINE void add_tabled(const int8_t *a, const int8_t *b, int8_t *out, int n, const int32_t *t1, const int32_t *t2,
+                       const rq_t *ro, int fast, out_params o) {
+    int i;
+    for (i = 0; i < n; ++i) {
+        out[i] = output_stage(t1[a[i]] + t2[b[i]], ro, fast, o);
+    }
+}
+
+/* TFLM's int8 ADD: each input rescaled to a common scale, summed, requantised. The rescaling of an
+ * int8 input has 256 possible results, so large adds look them up in two stack tables. */
 void ta_add_s8(const int8_t *a, const int8_t *b, int8_t *out, int n, const ta_add_t *p) {
     const rq_t r1 = rq_init(p->input1_mult, p->input1_shift);
     const rq_t r2 = rq_init(p->input2_mult, p->input2_shift);
-    const rq_t ro = rq_init(p->output_mult, p->output_shift);
-    const int32_t off1 = p->input1_offset, off2 = p->input2_offset, zo = p->output_offset;
-    const int32_t lo = p->act_min, hi = p->act_max;
+    const int32_t off1 = p->input1_offset, off2 = p->input2_offset;
     const int ls = (int)p->left_shift;
+    const int fast = shift_is_fast(p->output_shift);
+    const rq_t ro = fast ? rq_init_fast(p->output_mult, p->output_shift, p->output_offset)
+                         : rq_init(p->output_mult, p->output_shift);
+    int8_t clamp_buf[256];
+    out_params o;
+    int32_t t1[256], t2[256];
     int i;
-    for (i = 0; i < n; ++i) {
-        const int32_t x1 = (int32_t)((uint32_t)(off1 + a[i]) << ls);
-        const int32_t x2 = (int32_t)((uint32_t)(off2 + b[i]) << ls);
-        const int32_t sum = rq_apply(x1, &r1) + rq_apply(x2, &r2);
-        out[i] = (int8_t)clamp(rq_apply(sum, &ro) + zo, lo, hi);
+    o.zero = p->output_offset;
+    o.table = clamp_table(clamp_buf, p->act_min, p->act_max);
+    if (n < TA_ADD_TABLE_MIN) {
+        for (i = 0; i < n; ++i) {
+            const int32_t x1 = (int32_t)((uint32_t)(off1 + a[i]) << ls);
+            const int32_t x2 = (int32_t)((uint32_t)(off2 + b[i]) << ls);
+            out[i] = output_stage(rq_apply(x1, &r1) + rq_apply(x2, &r2), &ro, fast, o);
+        }
+        return;
+    }
+    for (i = 0; i < 256; ++i) {
+        t1[i] = rq_apply((int32_t)((uint32_t)(off1 + i - 128) << ls), &r1);
+        t2[i] = rq_apply((int32_t)((uint32_t)(off2 + i - 128) << ls), &r2);
+    }
+    if (fast) {
+        add_tabled(a, b, out, n, t1 + 128, t2 + 128, &ro, 1, o);
+    } else {
+        add_tabled(a, b, out, n, t1 + 128, t2 + 128, &ro, 0, o);
+    }
+}
+
+INLINE void mul_channels(const int8_t *x, const int8_t *s, int8_t *out, int hw, int c, int32_t off1, int32_t off2,
+                         const rq_t *r, int fast, out_params o) {
+    int i, ch;
+    for (i = 0; i < hw; ++i, x += c, out += c) {
+        for (ch = 0; ch < c; ++ch) {
+            out[ch] = output_stage((off1 + x[ch]) * (off2 + s[ch]), r, fast, o);
+        }
     }
 }
 
 void ta_mul_channel_s8(const int8_t *x, const int8_t *s, int8_t *out, int hw, int c, const ta_mul_t *p) {
-    const rq_t r = rq_init(p->output_mult, p->output_shift);
-    const int32_t off1 = p->input1_offset, off2 = p->input2_offset, zo = p->output_offset;
-    const int32_t lo = p->act_min, hi = p->act_max;
-    int i, ch;
-    for (i = 0; i < hw; ++i) {
-        const int8_t *xp = x + (size_t)i * c;
-        int8_t *op = out + (size_t)i * c;
-        for (ch = 0; ch < c; ++ch) {
-            const int32_t prod = (off1 + xp[ch]) * (off2 + s[ch]);
-            op[ch] = (int8_t)clamp(rq_apply(prod, &r) + zo, lo, hi);
-        }
+    const int fast = shift_is_fast(p->output_shift);
+    const rq_t r = fast ? rq_init_fast(p->output_mult, p->output_shift, p->output_offset)
+                        : rq_init(p->output_mult, p->output_shift);
+    int8_t clamp_buf[256];
+    out_params o;
+    o.zero = p->output_offset;
+    o.table = clamp_table(clamp_buf, p->act_min, p->act_max);
+    if (fast) {
+        mul_channels(x, s, out, hw, c, p->input1_offset, p->input2_offset, &r, 1, o);
+    } else {
+        mul_channels(x, s, out, hw, c, p->input1_offset, p->input2_offset, &r, 0, o);
     }
 }
 
