@@ -107,7 +107,9 @@ def test_host_firmware_is_bit_exact_with_tflm(index: int, mcu_specs: list[ArchSp
     project = project_for(spec, tmp_path, "host", "reference")
     assert project.model.arena == profile(spec).peak_sram  # the arena is the profiler's figure
     assert project.model.weight_bytes == profile(spec).flash  # and so are the constant bytes
-    assert project.model.arena <= project.tflm.activations <= project.tflm.arena
+    # TFLM's arena holds its activations and its kernels' state; ours the activations (several ops
+    # in place) and our kernels' scratch, a few hundred bytes, so it may pass TFLM's activations alone
+    assert project.model.arena <= project.tflm.arena and project.tflm.activations <= project.tflm.arena
     for kernels in ("reference", "optimized"):
         matches, _ = run_project(project, "host", kernels)
         assert matches == len(project.expected), f"{kernels} kernels differ from TFLM on {spec.summary()}"
