@@ -15,7 +15,7 @@ from tinyarch.builder import SameConv2d, build_model
 from tinyarch.hierarchical import final_resolution
 from tinyarch.space import load_space
 from tinyarch.spec import ArchSpec
-from tinyarch.tools.profile import CALIBRATION_FILE, LatencyModel, check_budget, profile
+from tinyarch.tools.profile import CALIBRATION_FILE, TERMS, LatencyModel, check_budget, op_key, profile
 
 MCU = load_space("mcu")
 
@@ -93,18 +93,36 @@ def test_latency_is_labelled_calibrated_or_not(small_spec: ArchSpec) -> None:
     assert profile(small_spec).latency_calibrated == CALIBRATION_FILE.is_file()  # the shipped calibration
 
 
-def test_latency_fit_recovers_per_kind_coefficients(small_spec: ArchSpec) -> None:
-    """Per-operator counts made from known coefficients give those coefficients back."""
+def test_latency_fit_recovers_per_key_coefficients(small_spec: ArchSpec) -> None:
+    """Per-operator counts made from known coefficients give those coefficients back, per op key."""
+    ops = [op for seed in range(8) for op in profile(_random_spec(seed)).graph.ops]
+    keys = {op_key(op): op.kind for op in ops}
+    assert {"stem", "pointwise", "pointwise_1px", "fully_connected", "add", "mul", "mean"} <= set(keys)
+    assert any(key.startswith("depthwise_k") for key in keys)
     truth = LatencyModel(
-        per_mac={"pointwise": 1.8, "depthwise": 2.9, "conv": 3.5, "fully_connected": 2.2},
-        per_element={k: 7.0 for k in ("conv", "pointwise", "depthwise", "add", "mul", "mean", "fully_connected")},
-        per_op={k: 300.0 for k in ("conv", "pointwise", "depthwise", "add", "mul", "mean", "fully_connected")},
+        coefficients={
+            key: {term: 1.5 + i + 0.1 * j for j, term in enumerate(TERMS[kind])}
+            for i, (key, kind) in enumerate(sorted(keys.items()))
+        },
         calibrated=True,
     )
-    ops = [op for seed in range(8) for op in profile(_random_spec(seed)).graph.ops]
-    fitted = LatencyModel.fit([(op, round(truth.cycles(op))) for op in ops], source="synthetic")
-    for op in ops[:200]:
+    counts = [round(truth.cycles(op)) for op in ops]
+    fitted = LatencyModel.fit(list(zip(ops, counts, strict=True)), source="synthetic", totals=[10**7] * len(ops))
+    assert set(fitted.coefficients) == set(keys) | set(keys.values())  # every key, and a fallback per kind
+    for op in ops[:300]:
         assert fitted.cycles(op) == pytest.approx(truth.cycles(op), rel=0.01, abs=50)
+
+
+def test_latency_keys_fall_back_to_the_kind(small_spec: ArchSpec) -> None:
+    ops = profile(small_spec).graph.ops
+    assert op_key(ops[0]) == "stem" and ops[0].kind == "conv"
+    depthwise = next(op for op in ops if op.kind == "depthwise")
+    assert op_key(depthwise) == f"depthwise_k{depthwise.kernel}s{depthwise.stride}"
+    by_kind = LatencyModel(coefficients={"depthwise": {"macs": 2.0, "op": 100.0}})
+    assert by_kind.cycles(depthwise) == 2.0 * depthwise.macs + 100.0
+    by_key = LatencyModel(coefficients={"depthwise": {"op": 1.0}, op_key(depthwise): {"channel_rows": 3.0}})
+    assert by_key.cycles(depthwise) == 3.0 * depthwise.out_shape[0] * depthwise.out_shape[2]
+    assert LatencyModel(coefficients={}).cycles(depthwise) == 0.0
 
 
 def test_flash_counts_int8_weights_biases_quant_params_and_luts(small_spec: ArchSpec) -> None:

@@ -20,14 +20,47 @@ from tinyarch.spec import ArchSpec
 from tinyarch.tools.memory_plan import MemoryPlan, plan_memory
 from tinyarch.tools.opgraph import Op, OpGraph, lower
 
-KINDS = ("conv", "pointwise", "depthwise", "fully_connected", "add", "mul", "mean")
 CALIBRATION_FILE = Path(__file__).with_name("latency_m7.json")
 
+TERMS: dict[str, tuple[str, ...]] = {
+    "conv": ("macs", "outputs", "pixels", "op"),
+    "pointwise": ("macs", "outputs", "weights", "op"),
+    "depthwise": ("macs", "outputs", "channel_rows", "op"),
+    "fully_connected": ("macs", "outputs", "op"),
+    "add": ("outputs", "op"),
+    "mul": ("outputs", "op"),
+    "mean": ("inputs", "outputs", "op"),
+}
+"""The features that a kind's instruction count is fitted on (see `op_features`)."""
 
-def op_features(op: Op) -> tuple[float, float, float]:
-    """What an operator's instruction count grows with: MACs, elements written, and a constant."""
+
+def op_key(op: Op) -> str:
+    """An operator's class in the latency model: the stem; pointwise on a 1x1 map (a matrix-vector
+    product: squeeze-excite, heads on a 1x1 map); depthwise by kernel size and stride; else the kind."""
+    if op.name == "stem":
+        return "stem"
+    if op.kind == "pointwise" and op.out_shape[:2] == (1, 1):
+        return "pointwise_1px"
+    if op.kind == "depthwise":
+        return f"depthwise_k{op.kernel}s{op.stride}"
+    return op.kind
+
+
+def op_features(op: Op) -> dict[str, float]:
+    """What an operator's instruction count grows with: MACs, output and (first) input elements,
+    weights (setup passes over them), output pixels, output rows x channels (per-row set-up of a
+    depthwise kernel), and a constant per call."""
+    hi, wi, ci = op.in_shape
     ho, wo, co = op.out_shape
-    return float(op.macs), float(ho * wo * co), 1.0
+    return {
+        "macs": op.macs,
+        "outputs": ho * wo * co,
+        "inputs": hi * wi * ci,
+        "weights": op.macs // (ho * wo),
+        "pixels": ho * wo,
+        "channel_rows": ho * co,
+        "op": 1.0,
+    }
 
 
 CLOCK_HZ = 480e6
@@ -35,41 +68,59 @@ CLOCK_HZ = 480e6
 
 
 class LatencyModel(BaseModel):
-    """instructions(op) = per_mac[kind] * MACs + per_element[kind] * output elements + per_op[kind];
-    latency = instructions / clock_hz, i.e. one instruction per cycle."""
+    """instructions(op) = sum of coefficients[key][feature] * op_features(op)[feature], with key
+    `op_key(op)` where the model has it, else the op's kind; latency = instructions / clock_hz,
+    i.e. one instruction per cycle."""
 
     clock_hz: float = CLOCK_HZ
-    per_mac: dict[str, float] = {"conv": 2.0, "pointwise": 1.6, "depthwise": 3.5, "fully_connected": 1.5}
-    per_element: dict[str, float] = {"add": 4.0, "mul": 3.0, "mean": 1.0}
-    per_op: dict[str, float] = dict.fromkeys(KINDS, 2000.0)
+    coefficients: dict[str, dict[str, float]] = {
+        "conv": {"macs": 2.0, "op": 2000.0},
+        "pointwise": {"macs": 1.6, "op": 2000.0},
+        "depthwise": {"macs": 3.5, "op": 2000.0},
+        "fully_connected": {"macs": 1.5, "op": 2000.0},
+        "add": {"outputs": 4.0, "op": 2000.0},
+        "mul": {"outputs": 3.0, "op": 2000.0},
+        "mean": {"inputs": 1.0, "op": 2000.0},
+    }
     calibrated: bool = False
     source: str = "uncalibrated: guessed from MCUNet/TinyEngine's published STM32H743 latencies"
 
     def cycles(self, op: Op) -> float:
-        macs, elements, _ = op_features(op)
-        return (
-            self.per_mac.get(op.kind, 0.0) * macs
-            + self.per_element.get(op.kind, 0.0) * elements
-            + self.per_op.get(op.kind, 0.0)
-        )
+        key = op_key(op)
+        terms = self.coefficients.get(key if key in self.coefficients else op.kind, {})
+        features = op_features(op)
+        return sum(c * features[name] for name, c in terms.items())
 
     @classmethod
-    def fit(cls, samples: list[tuple[Op, int]], source: str) -> LatencyModel:
-        """Least squares with non-negative coefficients, per operator kind, on measured (op, instructions)."""
+    def fit(cls, samples: list[tuple[Op, int]], source: str, totals: list[int] | None = None) -> LatencyModel:
+        """Least squares with non-negative coefficients on measured (op, instructions), over the
+        kind's TERMS, once per op key, and once per kind over all its operators where no key
+        bears the kind's name (the fallback for keys never measured, e.g. depthwise).
+
+        Each residual is divided by sqrt(instructions x totals[i]), totals[i] being the whole
+        inference of the sample's model (by the instructions alone without totals): halfway
+        between each operator's and each model's relative error."""
         from scipy.optimize import nnls
 
-        coefficients: dict[str, dict[str, float]] = {"per_mac": {}, "per_element": {}, "per_op": {}}
-        for kind in KINDS:
-            rows = [(op_features(op), n) for op, n in samples if op.kind == kind]
-            if not rows:
-                continue
-            a = np.array([f for f, _ in rows])
-            b = np.array([n for _, n in rows], dtype=float)
-            scale = np.maximum(a.max(axis=0), 1.0)  # condition the columns; undo on the way out
+        totals = totals or [n for _, n in samples]
+        keys = [op_key(op) for op, _ in samples]
+        named = set(keys)
+        groups: dict[str, list[int]] = {}
+        for i, ((op, _), key) in enumerate(zip(samples, keys, strict=True)):
+            groups.setdefault(key, []).append(i)
+            if op.kind not in named:  # a kind without a key of its own name: fit all its operators too
+                groups.setdefault(op.kind, []).append(i)
+        coefficients: dict[str, dict[str, float]] = {}
+        for key, members in sorted(groups.items()):
+            terms = TERMS.get(samples[members[0]][0].kind, ("macs", "outputs", "op"))
+            a = np.array([[op_features(samples[i][0])[t] for t in terms] for i in members], dtype=float)
+            b = np.array([samples[i][1] for i in members], dtype=float)
+            w = 1.0 / np.sqrt(np.maximum(b, 1.0) * np.array([max(totals[i], 1) for i in members], dtype=float))
+            a, b = a * w[:, None], b * w
+            scale = np.maximum(np.abs(a).max(axis=0), 1e-30)  # condition the columns; undo on the way out
             x, _ = nnls(a / scale, b)
-            for name, value in zip(coefficients, x / scale, strict=True):
-                coefficients[name][kind] = round(float(value), 4)
-        return cls(**coefficients, calibrated=True, source=source)
+            coefficients[key] = {t: float(f"{v:.6g}") for t, v in zip(terms, x / scale, strict=True) if v > 0}
+        return cls(coefficients=coefficients, calibrated=True, source=source)
 
     @classmethod
     def default(cls) -> LatencyModel:
