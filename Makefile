@@ -10,10 +10,10 @@ SYSTEM_STAMP := $(VENV)/.system
 
 install: $(STAMP) $(SYSTEM_STAMP) model qemu-plugin
 
-# Python stack, every version pinned in constraints.txt.
+# Python stack, every version pinned in constraints.txt: the core and every extra, plus the dev tools.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
 	$(PY) -m pip check
 	touch $@
 
@@ -49,9 +49,11 @@ demo: install
 		--dataset $(DEMO_DATASET) --strategy llm --batch 2 --budget-evals 6 --budget-macs 5M \
 		--budget-sram 64KB --proxy-epochs 3 --proxy-images 6000
 
+# deptry: the declared dependencies (core and extras) are exactly the imported ones.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/deptry .
 
 test: install lint
 	$(VENV)/bin/pytest -q

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -119,10 +118,11 @@ def run_search(
             raise RunExists(f"run {config.name!r} exists in {rundir.root}; resume it with --resume {config.name}")
         config.save(rundir.config)
     ctx = build_context(config, rundir)
-    if rundir.search_running():
+    lock = rundir.lock_search()
+    if lock is None:
         ctx.executor.close()
-        raise RunExists(f"run {config.name!r} is already being searched (pid {rundir.pid_file.read_text()})")
-    rundir.pid_file.write_text(str(os.getpid()))
+        pid = rundir.search_pid()
+        raise RunExists(f"run {config.name!r} is already being searched" + (f" (pid {pid})" if pid else ""))
     connection = sqlite3.connect(str(rundir.checkpoints), check_same_thread=False)
     try:
         from langgraph.checkpoint.sqlite import SqliteSaver
@@ -146,7 +146,7 @@ def run_search(
     finally:
         connection.close()
         ctx.executor.close()
-        rundir.pid_file.unlink(missing_ok=True)
+        lock.release()
     write_run_report(rundir, state.get("iteration", 0))
     return state
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from tinyarch.paths import cache_root
 from tinyarch.space import SearchSpace
 
 
@@ -47,7 +48,7 @@ class Memory:
             self.client = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000)
             self.where = url
         else:
-            folder = Path(path or "~/.cache/tinyarch/memory").expanduser()
+            folder = Path(path).expanduser() if path else cache_root() / "memory"
             folder.mkdir(parents=True, exist_ok=True)
             self.client = chromadb.PersistentClient(path=str(folder))
             self.where = str(folder)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tinyarch.tools.deploy.emulator import (
-    FIRMWARE_DIR,
     EmulatorError,
     QemuResult,
     build_project,
+    copy_firmware,
     firmware_size,
     parse_outputs,
     run_binary,
@@ -49,9 +49,7 @@ def make_project(root: Path, *, work: int = 0, status: int = 0, arena: int = 64,
     With `ops`, ta_invoke first runs that many stand-in operators, operator k a loop of
     OP_WORK * (k + 1) iterations, each followed by TA_OP_DONE() as in the generated model.c."""
     root.mkdir(parents=True)
-    shutil.copy(FIRMWARE_DIR / "project.mk", root)
-    shutil.copytree(FIRMWARE_DIR / "common", root / "common")
-    shutil.copytree(FIRMWARE_DIR / "boards", root / "boards")
+    copy_firmware(root, "project.mk", "common", "boards")
     (root / "kernels").mkdir()
     for name in ("reference.c", "optimized_m7.c"):
         (root / "kernels" / name).write_text("/* stand-in: the model below needs no kernels */\nint ta_kernels_stub;\n")

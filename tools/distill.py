@@ -135,7 +135,7 @@ class TeacherLogitCache:
 
     File: `<cache_dir>/<key>.npy` of shape (views, N, classes), plus `<key>.json` listing the
     views already computed. The key covers the teacher's weights, the training images and labels,
-    and the augmentation (seed, flip, AutoAugment).
+    and the augmentation (seed, flip, AutoAugment, the scheme that draws the views).
     """
 
     def __init__(self, cache_dir: Path, teacher: Teacher, data: Data, augment: SeededAugment, views: int):
@@ -144,7 +144,7 @@ class TeacherLogitCache:
         h.update(teacher.key.encode())
         h.update(data.train.images.numpy().tobytes())
         h.update(data.train.labels.numpy().tobytes())
-        h.update(f"{augment.seed}|{augment.hflip}|{augment.autoaugment}|{views}".encode())
+        h.update(f"{augment.seed}|{augment.hflip}|{augment.autoaugment}|{augment.SCHEME}|{views}".encode())
         self.key = h.hexdigest()[:24]
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.path = cache_dir / f"{self.key}.npy"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyarch.nats import NatsCell
+from tinyarch.paths import cache_root
 
 NATS_TABLE_NAME = "nats_tss_accuracy.csv"
 NATS_COLUMNS = {
@@ -141,7 +142,7 @@ class ProxyTrainingEvaluator:
         extra: dict[str, Any] = {}
         if self.teacher_path is not None:
             extra["teacher"] = load_teacher(self.teacher_path, self.full_data.info.num_classes)
-            extra["teacher_cache_dir"] = Path("~/.cache/tinyarch/teacher-logits").expanduser()
+            extra["teacher_cache_dir"] = cache_root() / "teacher-logits"
         suffix = "-full-kd" if extra else "-full"
         result = self._train(spec, self.full_data, self.final_recipe, suffix, **extra)
         if result.status == "ok" and self.deploy_board and self.runs_dir:

@@ -10,7 +10,7 @@ without that file it is a labelled guess. `Profile.latency_calibrated` says whic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 
 import numpy as np
 from pydantic import BaseModel
@@ -20,7 +20,7 @@ from tinyarch.spec import ArchSpec
 from tinyarch.tools.memory_plan import MemoryPlan, plan_memory
 from tinyarch.tools.opgraph import Op, OpGraph, lower
 
-CALIBRATION_FILE = Path(__file__).with_name("latency_m7.json")
+CALIBRATION_FILE = resources.files("tinyarch.tools") / "latency_m7.json"  # package data
 
 TERMS: dict[str, tuple[str, ...]] = {
     "conv": ("macs", "outputs", "pixels", "op"),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyarch.agents.backends.base import Completion, LLMUnavailable, Message
+from tinyarch.paths import cache_root
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TINYARCH_CACHE", "~/.cache/tinyarch")).expanduser() / "models"
+    return cache_root() / "models"
 
 
 def sha256_of(path: Path) -> str:

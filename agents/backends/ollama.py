@@ -24,6 +24,7 @@ class OllamaBackend:
             base_url=self.base_url,
             format=schema,
             temperature=temperature,
+            seed=seed,
             client_kwargs={"timeout": self.timeout_s},
         )
         try:

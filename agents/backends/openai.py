@@ -24,6 +24,7 @@ class OpenAIBackend:
             base_url=self.base_url,
             api_key=os.environ.get("OPENAI_API_KEY", "none"),
             temperature=temperature,
+            seed=seed,
             timeout=self.timeout_s,
             max_retries=0,
         )

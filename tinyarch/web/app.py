@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 import zipfile
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -43,7 +44,7 @@ from tinyarch.web.models import (
     TracePage,
 )
 
-STATIC = Path(__file__).parent / "static"
+STATIC = resources.files("tinyarch.web") / "static"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 RunName = Annotated[str, PathParam(pattern=RUN_NAME, max_length=63)]
 CandidateId = Annotated[str, PathParam(pattern=CANDIDATE_ID)]
@@ -74,7 +75,7 @@ class Searches:
         log.close()
 
     def starting(self, name: str) -> bool:
-        """Started here and not exited yet (it writes search.pid once its evaluator and LLM are loaded)."""
+        """Started here and not exited yet (it locks search.lock once its evaluator and LLM are loaded)."""
         process = self.processes.get(name)
         return process is not None and process.poll() is None
 
@@ -132,8 +133,8 @@ def create_app(
         return chats[name]
 
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+    def index() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text())
 
     @app.get("/api/runs", response_model=list[RunSummary])
     def list_runs() -> list[RunSummary]:
@@ -242,7 +243,7 @@ def create_app(
         """Pause, resume or stop: the chat's own commands."""
         return Reply(reply=chat_for(name).handle(f"/{body.action}"))
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", StaticFiles(packages=[("tinyarch.web", "static")]), name="static")
     return app
 
 

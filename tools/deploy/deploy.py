@@ -8,7 +8,6 @@ validation split. The report is `deploy.json` in the project directory.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,6 @@ from tinyarch.spec import ArchSpec
 from tinyarch.tools.deploy import DeployError, emulator
 from tinyarch.tools.deploy.codegen import GeneratedModel, generate
 from tinyarch.tools.deploy.export import Tflm, convert_int8, keras_twin, nhwc_inputs, quantize
-
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 
 
 class DeployReport(BaseModel):
@@ -52,10 +49,7 @@ class DeployReport(BaseModel):
 def write_project(out: Path, board: str, kernels: str) -> None:
     """Copy the kernels, main and every board's support next to the generated model, with a Makefile
     defaulting to `board` (`make BOARD=...` builds the same project for another)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for part in ("kernels", "common", "boards"):
-        shutil.copytree(FIRMWARE / part, out / part, dirs_exist_ok=True)
-    shutil.copy(FIRMWARE / "project.mk", out / "project.mk")
+    emulator.copy_firmware(out, "kernels", "common", "boards", "project.mk")
     (out / "Makefile").write_text(f"BOARD ?= {board}\nKERNELS ?= {kernels}\ninclude project.mk\n")
 
 

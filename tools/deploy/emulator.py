@@ -15,13 +15,17 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import NamedTuple
 
+from tinyarch.paths import cache_root
 from tinyarch.tools.deploy import DeployError
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
-"""Board support, common main, kernels and the QEMU plugin, copied into each project."""
+FIRMWARE: Traversable = resources.files("tinyarch.firmware")
+"""Board support, common main, kernels, project.mk and the QEMU plugin: package data, copied out
+(`copy_firmware`) wherever a compiler needs real files."""
 
 BOARDS = ("host", "mps2-an500", "stm32h743")
 KERNELS = ("reference", "optimized")
@@ -97,8 +101,28 @@ def _tool(name: str) -> str:
     return path
 
 
+def copy_firmware(dest: Path, *parts: str) -> None:
+    """Copy firmware files or folders (`"kernels"`, `"project.mk"`, `"qemu/insn_count.c"`, ...) from the
+    installed package into `dest`, each under its own name, replacing what is there."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        _copy(FIRMWARE.joinpath(*part.split("/")), dest / part.rsplit("/", 1)[-1])
+
+
+def _copy(source: Traversable, target: Path) -> None:
+    if source.is_file():
+        target.write_bytes(source.read_bytes())
+    elif source.is_dir():
+        target.mkdir(exist_ok=True)
+        for child in source.iterdir():
+            if child.name != "__pycache__":
+                _copy(child, target / child.name)
+    else:
+        raise EmulatorError(f"the tinyarch package has no firmware/{source.name}: reinstall tinyarch")
+
+
 def _cache_dir() -> Path:
-    return Path(os.environ.get("TINYARCH_CACHE", "~/.cache/tinyarch")).expanduser() / "qemu-plugin"
+    return cache_root() / "qemu-plugin"
 
 
 def plugin_path() -> Path:
@@ -107,25 +131,24 @@ def plugin_path() -> Path:
     The plugin declares QEMU's v1 plugin API itself (Debian ships no qemu-plugin.h), so neither QEMU's
     headers nor glib's are needed.
     """
-    source_dir = FIRMWARE_DIR / "qemu"
     digest = hashlib.sha256()
     for name in _PLUGIN_SOURCES:
-        digest.update((source_dir / name).read_bytes())
+        digest.update((FIRMWARE / "qemu" / name).read_bytes())
     target = _cache_dir() / f"libinsn-{digest.hexdigest()[:12]}.so"
     if target.is_file():
         return target
     gcc = _tool("gcc")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename, so concurrent first uses never see a half-written library.
-    fd, tmp_name = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    cmd = [gcc, "-shared", "-fPIC", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"]
-    cmd += [f"-I{source_dir}", str(source_dir / "insn_count.c"), "-o", tmp_name]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise EmulatorError(f"building the QEMU plugin failed:\n{proc.stderr.strip()}")
-    os.replace(tmp_name, target)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        build = Path(tmp)
+        copy_firmware(build, *(f"qemu/{name}" for name in _PLUGIN_SOURCES))
+        cmd = [gcc, "-shared", "-fPIC", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"]
+        cmd += [f"-I{build}", str(build / "insn_count.c"), "-o", str(build / "plugin.so")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise EmulatorError(f"building the QEMU plugin failed:\n{proc.stderr.strip()}")
+        os.replace(build / "plugin.so", target)
     return target
 
 
