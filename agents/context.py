@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tinyarch.agents.llm import StructuredLLM
-from tinyarch.budget import format_bytes, format_count
-from tinyarch.config import RunConfig
+from tinyarch.core.budget import cost_figures, limit_texts
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import RunDir
+from tinyarch.core.spaces import SearchSpace
 from tinyarch.memory.store import Memory
-from tinyarch.rundir import RunDir
-from tinyarch.space import SearchSpace
 from tinyarch.tools.executors import Executor, LocalExecutor
 
 
@@ -45,16 +45,14 @@ class SearchContext:
         return self.config.limits(state.get("limits"))
 
     def budget_text(self, state: Mapping[str, Any]) -> str:
-        limits = self.limits_now(state)
-        parts = [
-            f"peak SRAM <= {format_bytes(limits['peak_sram'])}" if limits["peak_sram"] else "",
-            f"flash <= {format_bytes(limits['flash'])}" if limits["flash"] else "",
-            f"MACs <= {format_count(limits['macs'])}" if limits["macs"] else "",
-        ]
-        return ", ".join(p for p in parts if p) or "none"
+        return ", ".join(limit_texts(self.limits_now(state))) or "none"
 
     def fixed_fields(self) -> dict[str, Any]:
         return {"in_channels": self.in_channels} if self.in_channels else {}
+
+
+PROMPT_COSTS = ("macs", "peak_sram")
+"""The costs a prompt's candidate lines show (the others would only lengthen them)."""
 
 
 def describe(candidates: list[dict[str, Any]], limit: int = 8) -> str:
@@ -64,9 +62,7 @@ def describe(candidates: list[dict[str, Any]], limit: int = 8) -> str:
     lines = []
     for c in candidates[:limit]:
         figures = [f"acc {c['metrics']['accuracy']:.2f}%"] if "accuracy" in c.get("metrics", {}) else []
-        cost = c.get("cost", {})
-        figures += [f"MACs {format_count(cost['macs'])}"] if "macs" in cost else []
-        figures += [f"SRAM {format_bytes(cost['peak_sram'])}"] if "peak_sram" in cost else []
+        figures += cost_figures(c.get("cost", {}), PROMPT_COSTS)
         reason = f" REJECTED: {c['reason']}" if c["status"] in ("rejected", "failed") else ""
         lines.append(f"- {c['id']} {', '.join(figures)} | {c['summary']}{reason}")
     return "\n".join(lines)

@@ -28,8 +28,9 @@ from tinyarch.agents.context import SearchContext, describe
 from tinyarch.agents.moves import edit, neighbours, overshoot, repair, unchecked
 from tinyarch.agents.state import Proposal, SearchState, evaluated
 from tinyarch.agents.strategies import Admission, accuracy, best_of, seeded, ucb
+from tinyarch.core.spaces import SpecError
 from tinyarch.prompts import render
-from tinyarch.space import SpecError
+from tinyarch.tools.profile import candidate_cost
 
 HISTORY_SHOWN = 8
 """Evaluated candidates shown to the Designer: the most accurate ones."""
@@ -230,7 +231,7 @@ def admitted(
             )
             continue
         origin, broken = idea.origin, ctx.space.violations(spec)
-        if broken or overshoot(ctx.space.cost(spec), limits) > 0:
+        if broken or overshoot(candidate_cost(ctx.space, spec), limits) > 0:
             fixed = repair(ctx.space, spec, limits, ctx.fixed_fields())
             if fixed is None:
                 continue
@@ -263,7 +264,7 @@ def screen_pool(ctx: SearchContext, state: SearchState, pool: list[tuple[Any, st
     if len(done) >= SURROGATE_MIN:
         scores, why = ucb(ctx, done, specs, KAPPA)
     else:
-        scores = np.array([math.log(max(ctx.space.cost(s).get("macs", 1), 1)) for s in specs])
+        scores = np.array([math.log(max(candidate_cost(ctx.space, s).get("macs", 1), 1)) for s in specs])
         why = [f"prior log MACs {v:.2f}" for v in scores]
     return best_of(pool, scores, why, n, "screen")
 

@@ -10,17 +10,18 @@ import re
 
 from pydantic import BaseModel
 
-from tinyarch.budget import format_bytes, format_count, parse_bytes, parse_count
+from tinyarch.core.budget import BUDGETED, limit_texts
 
 QUESTION_WORDS = ("why", "what", "which", "how", "when", "where", "who", "is", "are", "does", "do", "did", "can")
 _BOUND = r"(?:under|below|within|at most|max(?:imum)?|no more than|less than|<=?)\s*"
 _AMOUNT = r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgG]i?[bB]?|[bB])?"
-_WHAT = r"(?P<what>macs?|sram|ram|flash)"
+_COST = {word: cost for cost in BUDGETED for word in cost.words}
+"""What a user may call each cost a budget limits ("mac", "macs", "sram", "ram", "flash")."""
+_WHAT = r"(?P<what>" + "|".join(sorted(_COST, key=len, reverse=True)) + ")"
 _LIMITS = [  # "under 60 M MACs" and "SRAM below 200 KB"
     re.compile(_BOUND + _AMOUNT + r"\s*(?:of\s+)?" + _WHAT + r"\b", re.IGNORECASE),
     re.compile(r"\b" + _WHAT + r"\s+(?:\w+\s+){0,2}" + _BOUND + _AMOUNT, re.IGNORECASE),
 ]
-_COST = {"mac": "macs", "macs": "macs", "sram": "peak_sram", "ram": "peak_sram", "flash": "flash"}
 
 
 class Directive(BaseModel):
@@ -30,13 +31,7 @@ class Directive(BaseModel):
 
     def describe(self) -> str:
         """How the checks will read it, to show back to the user."""
-        parts = [
-            f"MACs <= {format_count(v)}"
-            if k == "macs"
-            else f"{'peak SRAM' if k == 'peak_sram' else k} <= {format_bytes(v)}"
-            for k, v in self.limits.items()
-        ]
-        return "; ".join(parts)
+        return "; ".join(limit_texts(self.limits))
 
 
 def is_question(text: str) -> bool:
@@ -55,9 +50,9 @@ def parse_directive(text: str) -> Directive:
     for m in (m for pattern in _LIMITS for m in pattern.finditer(text)):
         cost = _COST[m["what"].lower()]
         amount = f"{m['number']}{m['unit'] or ''}"
-        if cost == "macs":
-            value = parse_count(amount.rstrip("bB"))
+        if cost.unit != "bytes":
+            value = cost.parse(amount.rstrip("bB"))
         else:
-            value = parse_bytes(amount if m["unit"] and m["unit"].lower().endswith("b") else f"{amount}B")
-        limits[cost] = float(value)
+            value = cost.parse(amount if m["unit"] and m["unit"].lower().endswith("b") else f"{amount}B")
+        limits[cost.key] = float(value)
     return Directive(text=text.strip(), limits=limits)

@@ -26,9 +26,10 @@ from tinyarch.agents.context import SearchContext
 from tinyarch.agents.critic import critique
 from tinyarch.agents.directives import tighten
 from tinyarch.agents.state import Outcome, SearchState, evaluated
-from tinyarch.budget import breaches
-from tinyarch.space import SpecError
+from tinyarch.core.budget import breaches
+from tinyarch.core.spaces import SpecError
 from tinyarch.tools.pareto import analyse
+from tinyarch.tools.profile import candidate_cost
 
 ACTIVITY = {
     "human": "reading the user's messages",
@@ -104,7 +105,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
             return outcome.model_copy(update={"status": "rejected", "reason": "duplicate of an earlier candidate"})
         if ctx.memory is not None and ctx.memory.seen(space, spec.id, config.dataset):
             return outcome.model_copy(update={"status": "rejected", "reason": "already evaluated in an earlier run"})
-        cost = space.cost(spec)
+        cost = candidate_cost(space, spec)
         broken = breaches(cost, limits)
         status = "rejected" if broken else "pending"
         return outcome.model_copy(update={"cost": cost, "status": status, "reason": "; ".join(map(str, broken))})

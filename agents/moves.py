@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tinyarch.budget import breaches
-from tinyarch.space import SearchSpace, SpecError, Violation
+from tinyarch.core.budget import breaches
+from tinyarch.core.spaces import SearchSpace, SpecError, Violation
+from tinyarch.tools.profile import candidate_cost
 
 Limits = Mapping[str, float | None]
 REPAIR_STEPS = 16
@@ -76,13 +77,13 @@ def repair(space: SearchSpace, spec: Any, limits: Limits, frozen: Iterable[str] 
     """
     frozen, moves = list(frozen), []
     current, valid = spec, not space.violations(spec)
-    over = overshoot(space.cost(spec), limits) if valid else float("inf")
+    over = overshoot(candidate_cost(space, spec), limits) if valid else float("inf")
     for _ in range(REPAIR_STEPS):
         if over == 0:
             return current, moves
         scored = []
         for candidate in neighbours(space, current, frozen):
-            cost = space.cost(candidate)
+            cost = candidate_cost(space, candidate)
             scored.append((overshoot(cost, limits), -cost.get("macs", 0), candidate))
         if not scored:
             return None

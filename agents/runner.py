@@ -10,9 +10,10 @@ from typing import Any
 
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.graph import build_graph
-from tinyarch.config import RunConfig
-from tinyarch.rundir import RunDir
-from tinyarch.space import load_space
+from tinyarch.core.config import RunConfig
+from tinyarch.core.errors import TinyarchError
+from tinyarch.core.rundir import RunDir
+from tinyarch.core.spaces import load_space
 from tinyarch.tools.executors import Executor, LocalExecutor, RayExecutor
 
 NATS_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
@@ -20,8 +21,8 @@ RECURSION_LIMIT = 100_000
 """LangGraph counts node steps; a long search takes many (about 6 per iteration)."""
 
 
-class RunExists(RuntimeError):
-    pass
+class RunExists(TinyarchError, RuntimeError):
+    """A new run's name is taken, or a live search holds the run to resume."""
 
 
 def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
@@ -147,15 +148,4 @@ def run_search(
         connection.close()
         ctx.executor.close()
         lock.release()
-    write_run_report(rundir, state.get("iteration", 0))
     return state
-
-
-def write_run_report(rundir: RunDir, iteration: int) -> None:
-    """runs/NAME/report.html; a failure is one trace line, never the loss of a finished run."""
-    try:
-        from tinyarch.report import write_report
-
-        write_report(rundir.root)
-    except Exception as e:
-        rundir.trace("tool", iteration, "report", status="failed", reason=f"{type(e).__name__}: {e}"[:500])

@@ -23,7 +23,8 @@ import numpy as np
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.moves import mutate, neighbours
 from tinyarch.agents.state import Proposal, SearchState, evaluated
-from tinyarch.budget import breaches
+from tinyarch.core.budget import breaches
+from tinyarch.tools.profile import candidate_cost
 
 SAMPLE_TRIES = 2000
 """Random draws a strategy spends looking for a new, feasible spec before it gives up."""
@@ -52,7 +53,7 @@ class Admission:
         ctx = self.ctx
         if ctx.memory is not None and ctx.memory.seen(ctx.space, spec.id, ctx.config.dataset):
             return False
-        if breaches(ctx.space.cost(spec), self.limits):
+        if breaches(candidate_cost(ctx.space, spec), self.limits):
             return False
         self.taken.add(spec.id)
         return True

@@ -13,7 +13,7 @@ import random
 from rich.console import Console
 from rich.table import Table
 
-from tinyarch.space import load_space
+from tinyarch.core.spaces import load_space
 from tinyarch.tools.evaluators import NatsTableEvaluator
 from tinyarch.tools.explain import design_effects
 

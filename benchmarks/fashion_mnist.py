@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tinyarch.space import load_space
+from tinyarch.core.spaces import load_space
 from tinyarch.tools.data import load_data, load_test_split
 from tinyarch.tools.distill import load_teacher, train_teacher
 from tinyarch.tools.profile import profile

@@ -32,9 +32,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tinyarch.budget import format_bytes, format_count
-from tinyarch.space import load_space
-from tinyarch.spec import ArchSpec
+from tinyarch.core.budget import format_bytes, format_count
+from tinyarch.core.spaces import load_space
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.deploy import emulator
 from tinyarch.tools.deploy.deploy import random_project
 from tinyarch.tools.opgraph import Op, lower

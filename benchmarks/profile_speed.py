@@ -15,7 +15,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from tinyarch.space import load_space
+from tinyarch.core.spaces import load_space
 from tinyarch.tools.profile import profile
 
 

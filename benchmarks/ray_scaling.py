@@ -34,11 +34,12 @@ import ray
 import torch
 
 from tinyarch.agents.runner import run_search
-from tinyarch.config import RunConfig
-from tinyarch.space import load_space
+from tinyarch.core.config import RunConfig
+from tinyarch.core.spaces import load_space
 from tinyarch.tools.data import load_data
 from tinyarch.tools.evaluators import NatsTableEvaluator, ProxyTrainingEvaluator
 from tinyarch.tools.executors import LocalExecutor, RayExecutor
+from tinyarch.tools.profile import candidate_cost
 from tinyarch.tools.train import RECIPES
 
 GPU_COUNTS = (1, 2, 4, 8, 16, 32)
@@ -109,7 +110,7 @@ def main() -> None:
     specs = []
     while len(specs) < args.trainings:
         spec = mcu.sample(rng, 10, in_channels=3)
-        if mcu.cost(spec)["macs"] <= 10e6:
+        if candidate_cost(mcu, spec)["macs"] <= 10e6:
             specs.append(spec)
     recipe = RECIPES["proxy"].model_copy(update={"epochs": 1, "batch_size": 64})
     data = load_data("synthetic").with_train_subset(args.images)

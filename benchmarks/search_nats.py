@@ -41,10 +41,10 @@ from rich.table import Table
 
 from tinyarch.agents.runner import run_search
 from tinyarch.agents.state import origin_kind
-from tinyarch.config import RunConfig
-from tinyarch.nats import NatsCell
-from tinyarch.rundir import RunDir
-from tinyarch.space import SpecError, load_space
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import RunDir
+from tinyarch.core.spaces import SpecError, load_space
+from tinyarch.core.spaces.nats import NatsCell
 from tinyarch.tools.evaluators import NatsTableEvaluator
 from tinyarch.tools.pareto import analyse
 

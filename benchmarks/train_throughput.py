@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from tinyarch.builder import build_model
-from tinyarch.space import load_space
+from tinyarch.core.spaces import load_space
+from tinyarch.tools.builder import build_model
 from tinyarch.tools.data import AugmentedView, Data, SeededAugment, load_data, to_model_input
 from tinyarch.tools.train import RECIPES, train_model
 

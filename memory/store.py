@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from tinyarch.paths import cache_root
-from tinyarch.space import SearchSpace
+from tinyarch.core.paths import cache_root
+from tinyarch.core.spaces import SearchSpace
 
 
 @dataclass

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyarch.space import SearchSpace, load_space
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spaces import SearchSpace, load_space
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.data import Data, load_data
 from tinyarch.tools.train import RECIPES
 
@@ -77,11 +77,15 @@ def wait_for_port(port: int, timeout_s: float = 120.0) -> None:
 
 
 def finished_nats_run(root: Path, name: str, budget_evals: int, batch: int) -> Path:
-    """The runs directory of a finished random search on the NATS table (seconds); skips without the table."""
+    """The runs directory of a finished random search on the NATS table (seconds), with its report, as
+    `tinyarch search` leaves it; skips without the table."""
     from tinyarch.agents.runner import run_search
-    from tinyarch.config import RunConfig
+    from tinyarch.core.config import RunConfig
+    from tinyarch.core.rundir import RunDir
+    from tinyarch.interfaces.report import write_run_report
 
     needs_nats_table()
     config = RunConfig(name=name, strategy="random", budget_evals=budget_evals, batch=batch, memory_path=root / "mem")
-    run_search(config, root / "runs")
+    state = run_search(config, root / "runs")
+    write_run_report(RunDir(root / "runs" / name), state["iteration"])
     return root / "runs"

@@ -16,12 +16,12 @@ import pytest
 from tests.conftest import needs_nats_table
 from tests.test_graph import NATS, _cells, _scripted_context, designs, edits
 from tests.test_llm import ScriptedBackend
-from tinyarch.agents.chat import Chat
 from tinyarch.agents.directives import is_question, parse_directive
 from tinyarch.agents.graph import build_graph
 from tinyarch.agents.llm import StructuredLLM
+from tinyarch.interfaces.chat import Chat
 
-CLI = [sys.executable, "-m", "tinyarch.cli"]
+CLI = [sys.executable, "-m", "tinyarch.interfaces.cli"]
 
 
 @pytest.mark.parametrize(

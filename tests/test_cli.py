@@ -12,7 +12,7 @@ from tests.conftest import EXAMPLES
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tinyarch.cli", *args],
+        [sys.executable, "-m", "tinyarch.interfaces.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,

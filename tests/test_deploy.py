@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 
-from tinyarch.space import SearchSpace
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spaces import SearchSpace
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.data import FASHION_MNIST_DIR, load_data
 from tinyarch.tools.deploy.deploy import deploy, random_project, run_project
 from tinyarch.tools.deploy.tflite_graph import read_tflite

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import EXAMPLES
 from tests.test_deploy_boards import INPUTS, OP_WORK, build_stm32, expected_lines
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.deploy.uart import UartError, check, load_project, parse_log, read_port, read_uart
 from tinyarch.tools.profile import profile
 
@@ -192,7 +192,7 @@ def test_a_unicorn_run_of_the_firmware_checks_out(tmp_path: Path, unicorn_log: s
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tinyarch.cli", "read-uart", *args],
+        [sys.executable, "-m", "tinyarch.interfaces.cli", "read-uart", *args],
         capture_output=True,
         text=True,
         timeout=120,

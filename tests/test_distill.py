@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.conftest import QUICK
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.data import AugmentedView, Data, SeededAugment
 from tinyarch.tools.distill import (
     KDConfig,

@@ -24,11 +24,11 @@ from tinyarch.agents.context import SearchContext
 from tinyarch.agents.graph import build_graph
 from tinyarch.agents.runner import run_search
 from tinyarch.agents.strategies import RandomStrategy
-from tinyarch.cli import SearchDisplay
-from tinyarch.config import RunConfig
-from tinyarch.nats import NatsCell
-from tinyarch.rundir import RunDir
-from tinyarch.space import load_space
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import RunDir
+from tinyarch.core.spaces import load_space
+from tinyarch.core.spaces.nats import NatsCell
+from tinyarch.interfaces.cli.search import SearchDisplay
 from tinyarch.tools.evaluators import Evaluation, EvaluatorError, NatsTableEvaluator
 from tinyarch.tools.executors import RayExecutor
 

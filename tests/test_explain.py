@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from tests.conftest import EXAMPLES, QUICK
-from tinyarch.builder import SqueezeExcite
-from tinyarch.space import SearchSpace, load_space
+from tinyarch.core.spaces import SearchSpace, load_space
+from tinyarch.tools.builder import SqueezeExcite
 from tinyarch.tools.data import Data, to_model_input
 from tinyarch.tools.evaluators import NatsTableEvaluator
 from tinyarch.tools.explain import (
@@ -25,6 +25,7 @@ from tinyarch.tools.explain import (
     integrated_gradients,
     model_explanation,
 )
+from tinyarch.tools.profile import candidate_cost
 from tinyarch.tools.train import train
 
 
@@ -46,7 +47,8 @@ def _history(space: SearchSpace, n: int, accuracy: Any, seed: int = 0) -> list[d
     rng = random.Random(seed)
     cells = [space.sample(rng, num_classes=100) for _ in range(n)]
     return [
-        {"spec": c.model_dump(mode="json"), "metrics": {"accuracy": accuracy(c)}, "cost": space.cost(c)} for c in cells
+        {"spec": c.model_dump(mode="json"), "metrics": {"accuracy": accuracy(c)}, "cost": candidate_cost(space, c)}
+        for c in cells
     ]
 
 
@@ -94,7 +96,7 @@ def test_hierarchical_costs_pool_fields_across_stages() -> None:
     mcu = load_space("mcu")
     rng = random.Random(0)
     specs = [mcu.sample(rng, num_classes=10, in_channels=3) for _ in range(40)]
-    effects = design_effects(mcu, [{"spec": s.model_dump(mode="json"), "cost": mcu.cost(s)} for s in specs])
+    effects = design_effects(mcu, [{"spec": s.model_dump(mode="json"), "cost": candidate_cost(mcu, s)} for s in specs])
     assert [f.target for f in effects.fits] == ["macs", "peak_sram", "latency_ms"]
     assert all(f.log for f in effects.fits)
     swish = effects.effect("macs", "*.activation=swish")
@@ -149,7 +151,7 @@ def test_model_dir_explanation_is_cached(one_thread: None, synthetic: Data, tmp_
 @pytest.mark.nats_table
 def test_explain_cli_on_a_nats_run(tmp_path: Path) -> None:
     """`tinyarch explain RUN` fits the design effects of a finished run and writes them beside it."""
-    cli = [sys.executable, "-m", "tinyarch.cli"]
+    cli = [sys.executable, "-m", "tinyarch.interfaces.cli"]
     runs = str(tmp_path / "runs")
     search = [*cli, "search", "--name", "r", "--strategy", "random", "--budget-evals", "40", "--batch", "8"]
     subprocess.run([*search, "--runs-dir", runs], check=True, capture_output=True, timeout=300)

@@ -22,9 +22,9 @@ from tinyarch.agents.designer import LLMDesigner, ScreenedPool
 from tinyarch.agents.graph import build_graph, critic_due, unsupported_stop
 from tinyarch.agents.llm import StructuredLLM
 from tinyarch.agents.runner import run_search
-from tinyarch.config import RunConfig
-from tinyarch.rundir import RunDir
-from tinyarch.space import load_space
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import RunDir
+from tinyarch.core.spaces import load_space
 from tinyarch.tools.evaluators import NatsTableEvaluator
 
 NATS = load_space("nats-tss")
@@ -185,7 +185,7 @@ def _search(tmp_path: Path, name: str) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "tinyarch.cli",
+            "tinyarch.interfaces.cli",
             "search",
             "--name",
             name,
@@ -222,7 +222,16 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
 
     home = tmp_path / "home-victim"
     resumed = subprocess.run(
-        [sys.executable, "-m", "tinyarch.cli", "search", "--resume", "victim", "--runs-dir", str(tmp_path / "runs")],
+        [
+            sys.executable,
+            "-m",
+            "tinyarch.interfaces.cli",
+            "search",
+            "--resume",
+            "victim",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -263,6 +272,7 @@ def test_proxy_search_on_mcu_trains_checks_and_finalizes(tmp_path: Path) -> None
         budget_evals=2,
         batch=16,
         macs="20M",
+        flash="1MB",  # the winner is deployed: it must fit the board (mps2-an500: 4 MB for code, weights, images)
         proxy_epochs=1,
         final_top_k=1,
         final_epochs=1,

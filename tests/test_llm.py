@@ -18,7 +18,7 @@ from tests.conftest import free_port, wait_for_port
 from tinyarch.agents.backends.base import Completion, LLMUnavailable
 from tinyarch.agents.backends.llamacpp import resolve_model
 from tinyarch.agents.llm import StructuredLLM, make_backend
-from tinyarch.space import load_space
+from tinyarch.core.spaces import load_space
 
 MCU = load_space("mcu")
 SCHEMA = MCU.json_schema(num_classes=10, in_channels=3)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, wait_for_port
+from tinyarch.core.spaces import load_space
 from tinyarch.memory.store import Memory
-from tinyarch.space import load_space
 
 NATS = load_space("nats-tss")
 

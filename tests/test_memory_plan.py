@@ -11,8 +11,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyarch.space import load_space
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spaces import load_space
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.memory_plan import plan_memory
 from tinyarch.tools.opgraph import lower
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyarch.nats import EDGES, NatsCell
-from tinyarch.space import SearchSpace, load_space
+from tinyarch.core.spaces import SearchSpace, load_space
+from tinyarch.core.spaces.nats import EDGES, NatsCell
 from tinyarch.tools.evaluators import EvaluatorError, NatsTableEvaluator, find_nats_table
 
 ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"

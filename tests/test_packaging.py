@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES, ROOT
-from tinyarch.extras import INCLUDES, MODULES
+from tinyarch.core.extras import INCLUDES, MODULES
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS: dict[str, list[str]] = PYPROJECT["project"]["optional-dependencies"]
@@ -92,7 +92,7 @@ def test_extras_table_matches_pyproject() -> None:
 # Runs the CLI with every optional module unimportable, as in a core-only install.
 _WITHOUT_EXTRAS = """
 import importlib.abc, sys
-from tinyarch.extras import MODULES
+from tinyarch.core.extras import MODULES
 blocked = {m.split(".")[0] for m in MODULES}
 class Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -100,7 +100,7 @@ class Absent(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Absent())
 sys.argv = ["tinyarch", *sys.argv[1:]]
-from tinyarch.cli import main
+from tinyarch.interfaces.cli import main
 main()
 """
 
@@ -139,7 +139,7 @@ def test_a_missing_extra_is_one_line_naming_its_install(args: tuple[str, ...], l
 
 def test_an_import_inside_a_command_names_its_extra(tmp_path: Path) -> None:
     """A command that asks for no extra still gets the line, from main() and the module's own extra."""
-    from tinyarch.extras import MissingExtra, install_line
+    from tinyarch.core.extras import MissingExtra, install_line
 
     assert install_line(ModuleNotFoundError("No module named 'jinja2'", name="jinja2")) == (
         "this needs jinja2: pip install 'tinyarch[web]'"
@@ -194,11 +194,11 @@ def test_wheel_holds_the_package_data(wheel: Path) -> None:
     assert {"tinyarch/firmware/boards/stm32h743/stm32h743.ld", "tinyarch/firmware/boards/host/board.mk"} <= names
     data = {
         "tinyarch/tools/latency_m7.json",
-        "tinyarch/spaces/mcu.yaml",
-        "tinyarch/spaces/nats-tss.yaml",
+        "tinyarch/core/spaces/mcu.yaml",
+        "tinyarch/core/spaces/nats-tss.yaml",
         "tinyarch/prompts/designer_system.md",
-        "tinyarch/templates/report.html.j2",
-        "tinyarch/web/static/index.html",
+        "tinyarch/interfaces/templates/report.html.j2",
+        "tinyarch/interfaces/web/static/index.html",
     }
     assert data <= names, sorted(data - names)
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "tools/", "firmware/", "agents/"))]

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLES
-from tinyarch.paths import cache_root
+from tinyarch.core.paths import cache_root
 
 
 class Recorded(Exception):
@@ -75,7 +75,7 @@ def test_tinyarch_train_caches_teacher_logits_under_it(
     cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tinyarch.tools.train
-    from tinyarch.cli import app
+    from tinyarch.interfaces.cli import app
 
     seen: dict[str, Any] = {}
 

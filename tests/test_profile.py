@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from tinyarch.budget import Budget
-from tinyarch.builder import SameConv2d, build_model
-from tinyarch.hierarchical import final_resolution
-from tinyarch.space import load_space
-from tinyarch.spec import ArchSpec
+from tinyarch.core.budget import Budget
+from tinyarch.core.spaces import load_space
+from tinyarch.core.spaces.hierarchical import final_resolution
+from tinyarch.core.spec import ArchSpec
+from tinyarch.tools.builder import SameConv2d, build_model
 from tinyarch.tools.profile import CALIBRATION_FILE, TERMS, LatencyModel, check_budget, op_key, profile
 
 MCU = load_space("mcu")

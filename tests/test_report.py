@@ -13,10 +13,10 @@ import pytest
 from tests.conftest import finished_nats_run
 from tests.test_cli import run as cli
 from tinyarch.agents.runner import run_search
-from tinyarch.config import RunConfig
-from tinyarch.report import Run, render
-from tinyarch.rundir import RunDir
-from tinyarch.trace_view import is_error
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import Run, RunDir
+from tinyarch.interfaces.report import render, write_run_report
+from tinyarch.interfaces.trace_view import is_error
 
 NAME = "rep"
 HOSTILE = '<script>alert(1)</script><img src="http://evil.example/x.png" onerror="alert(2)">'
@@ -58,9 +58,10 @@ def test_a_failing_report_never_loses_the_run(runs: Path, tmp_path: Path, monkey
     def broken(root: Path, out: Path | None = None) -> Path:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("tinyarch.report.write_report", broken)
+    monkeypatch.setattr("tinyarch.interfaces.report.write_report", broken)
     config = RunConfig(name="broken", strategy="random", budget_evals=5, batch=5, memory_path=tmp_path / "mem")
     state = run_search(config, tmp_path)
+    write_run_report(RunDir(tmp_path / "broken"), state["iteration"])
     assert state["stop_reason"] == "evaluation budget spent (5 of 5)"
     failed = [t for t in RunDir(tmp_path / "broken").read_traces() if t["agent"] == "report"]
     assert [(t["status"], t["reason"]) for t in failed] == [("failed", "RuntimeError: disk full")]

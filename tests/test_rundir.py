@@ -10,14 +10,14 @@ import textwrap
 from contextlib import suppress
 from pathlib import Path
 
-from tinyarch.config import RunConfig
-from tinyarch.rundir import RunDir
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import RunDir
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from tinyarch.rundir import RunDir
+    from tinyarch.core.rundir import RunDir
 
     lock = RunDir(Path(sys.argv[1])).lock_search(wait_s=0)
     print("held" if lock else "refused", flush=True)
@@ -65,7 +65,7 @@ def test_a_forked_child_does_not_keep_a_killed_search_alive(tmp_path: Path) -> N
         """
         import os, sys, time
         from pathlib import Path
-        from tinyarch.rundir import RunDir
+        from tinyarch.core.rundir import RunDir
 
         lock = RunDir(Path(sys.argv[1])).lock_search(wait_s=0)
         if os.fork() == 0:  # a worker forked by the search outlives it
@@ -98,7 +98,7 @@ def test_a_second_search_of_a_running_run_is_one_error_line(tmp_path: Path) -> N
     holder = hold(rundir.root)
     try:
         second = subprocess.run(
-            [sys.executable, "-m", "tinyarch.cli", "search", "--resume", "busy", "--runs-dir", str(runs)],
+            [sys.executable, "-m", "tinyarch.interfaces.cli", "search", "--resume", "busy", "--runs-dir", str(runs)],
             capture_output=True,
             text=True,
             timeout=300,

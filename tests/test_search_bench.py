@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tinyarch.nats import EDGES, NatsCell
-from tinyarch.rundir import RunDir
-from tinyarch.space import load_space
+from tinyarch.core.rundir import RunDir
+from tinyarch.core.spaces import load_space
+from tinyarch.core.spaces.nats import EDGES, NatsCell
 from tinyarch.tools.evaluators import NatsTableEvaluator
 
 ROOT = Path(__file__).resolve().parent.parent

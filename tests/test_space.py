@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import EXAMPLES
-from tinyarch.space import SearchSpace, SpecError, Violation, load_space
+from tinyarch.core.spaces import SearchSpace, SpecError, Violation, load_space
 
 
 def _data() -> dict:
@@ -106,7 +106,8 @@ def test_unknown_space_names_the_builtins() -> None:
 
 
 def test_space_file_must_cover_every_field(tmp_path) -> None:
-    text = (EXAMPLES.parent / "tinyarch" / "spaces" / "mcu.yaml").read_text().replace("  kernel: [3, 5, 7]\n", "")
+    text = (EXAMPLES.parent / "tinyarch" / "core" / "spaces" / "mcu.yaml").read_text()
+    text = text.replace("  kernel: [3, 5, 7]\n", "")
     path = tmp_path / "broken.yaml"
     path.write_text(text)
     with pytest.raises(ValueError, match="stage must list choices"):

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import EXAMPLES
-from tinyarch.spec import ArchSpec, BlockType
+from tinyarch.core.spec import ArchSpec, BlockType
 
 
 def _data() -> dict:

@@ -15,10 +15,11 @@ import pytest
 
 from tinyarch.agents.moves import edit, neighbours, overshoot, repair
 from tinyarch.agents.runner import run_search
-from tinyarch.budget import breaches
-from tinyarch.config import RunConfig
-from tinyarch.rundir import RunDir
-from tinyarch.space import SearchSpace, SpecError, load_space
+from tinyarch.core.budget import breaches
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import RunDir
+from tinyarch.core.spaces import SearchSpace, SpecError, load_space
+from tinyarch.tools.profile import candidate_cost
 
 NATS = load_space("nats-tss")
 CLASSIC = ["local", "rea", "bo", "nsga2"]
@@ -53,12 +54,12 @@ def test_repair_reaches_the_budget_with_few_moves(mcu: SearchSpace) -> None:
     repaired = 0
     for _ in range(5):
         spec = mcu.sample(rng, 10, in_channels=1)
-        if overshoot(mcu.cost(spec), limits) == 0:
+        if overshoot(candidate_cost(mcu, spec), limits) == 0:
             continue
         result = repair(mcu, spec, limits, frozen={"in_channels": 1})
         assert result is not None
         fixed, moves = result
-        assert not breaches(mcu.cost(fixed), limits) and 1 <= len(moves) <= 16
+        assert not breaches(candidate_cost(mcu, fixed), limits) and 1 <= len(moves) <= 16
         assert fixed.in_channels == 1 and all("->" in m for m in moves)
         repaired += 1
     assert repaired >= 3
@@ -98,7 +99,7 @@ def test_local_search_walks_from_its_incumbent(tmp_path: Path) -> None:
 
 
 def _search(tmp_path: Path, name: str, strategy: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tinyarch.cli", "search", "--name", name, "--strategy", strategy]
+    command = [sys.executable, "-m", "tinyarch.interfaces.cli", "search", "--name", name, "--strategy", strategy]
     command += ["--budget-evals", "60", "--batch", "4", "--runs-dir", str(tmp_path / "runs")]
     home = tmp_path / f"home-{name}"  # a memory of its own
     env = {**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")}
@@ -122,7 +123,7 @@ def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, tmp_path:
     command = [
         sys.executable,
         "-m",
-        "tinyarch.cli",
+        "tinyarch.interfaces.cli",
         "search",
         "--resume",
         "victim",
@@ -141,11 +142,22 @@ def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, tmp_path:
 
 @pytest.mark.nats_table
 def test_where_candidates_came_from_shows_in_trace_and_report(tmp_path: Path) -> None:
-    from tinyarch.report import load_run, overview
+    from tinyarch.core.rundir import load_run
+    from tinyarch.interfaces.report import overview
 
     runs = tmp_path / "runs"
     run_search(RunConfig(name="origins", strategy="screened", budget_evals=16, memory_path=tmp_path / "m"), runs)
-    command = [sys.executable, "-m", "tinyarch.cli", "trace", "origins", "--agent", "design", "--runs-dir", str(runs)]
+    command = [
+        sys.executable,
+        "-m",
+        "tinyarch.interfaces.cli",
+        "trace",
+        "origins",
+        "--agent",
+        "design",
+        "--runs-dir",
+        str(runs),
+    ]
     shown = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
     assert "screened proposed 4 candidates (attempt 0): " in shown.stdout
     assert "fallback: neighbour of " in shown.stdout and "screen rank 1 of 16: UCB " in shown.stdout
@@ -231,5 +243,5 @@ def test_a_design_that_breaks_a_rule_is_repaired_not_dropped(mcu: SearchSpace, t
     config = RunConfig(name="r", space="mcu", evaluator="proxy", macs="5M", sram="64KB")
     ctx = SearchContext(config, mcu, None, None, RunDir(tmp_path / "r"), 10, in_channels=1)
     ((spec, origin),) = admitted(ctx, {}, Admission(ctx, {}), [Idea("llm design", spec=raw)])
-    assert not mcu.violations(spec) and not breaches(mcu.cost(spec), ctx.limits)
+    assert not mcu.violations(spec) and not breaches(candidate_cost(mcu, spec), ctx.limits)
     assert origin.startswith("llm design (repaired to the space's rules and the budget: ")

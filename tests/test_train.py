@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import QUICK
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools import train as train_mod
 from tinyarch.tools.data import Data
 from tinyarch.tools.train import Recipe, train

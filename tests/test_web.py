@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import finished_nats_run, free_port, wait_for_port
 from tinyarch.agents.runner import run_search
-from tinyarch.config import RunConfig
-from tinyarch.rundir import RunDir
-from tinyarch.web.app import create_app
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import RunDir
+from tinyarch.interfaces.web.app import create_app
 
 NAME = "web"
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -157,7 +157,7 @@ def test_serve_off_loopback_prints_a_token_and_refuses_without_it(runs: Path) ->
         [
             sys.executable,
             "-m",
-            "tinyarch.cli",
+            "tinyarch.interfaces.cli",
             "serve",
             "--host",
             "0.0.0.0",
@@ -185,7 +185,7 @@ def test_serve_off_loopback_prints_a_token_and_refuses_without_it(runs: Path) ->
 
 def test_serve_rejects_a_short_token(runs: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tinyarch.cli", "serve", "--token", "short", "--runs-dir", str(runs)],
+        [sys.executable, "-m", "tinyarch.interfaces.cli", "serve", "--token", "short", "--runs-dir", str(runs)],
         capture_output=True,
         text=True,
     )

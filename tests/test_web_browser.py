@@ -20,7 +20,7 @@ from playwright.sync_api import Page
 
 from tests.conftest import free_port, wait_for_port
 from tests.test_chat import needs_nats_table
-from tinyarch.rundir import RunDir
+from tinyarch.core.rundir import RunDir
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -49,7 +49,7 @@ def served(runs: Path) -> Iterator[tuple[Page, str, list[str]]]:
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tinyarch.cli", "serve", "--port", str(port), "--runs-dir", str(runs)],
+        [sys.executable, "-m", "tinyarch.interfaces.cli", "serve", "--port", str(port), "--runs-dir", str(runs)],
         env={**os.environ, "TINYARCH_TOKEN": TOKEN},
         stdout=subprocess.DEVNULL,
     )
@@ -167,7 +167,7 @@ def test_continue_restarts_a_killed_search_from_the_page(tmp_path: Path) -> None
         f"memory_path: {tmp_path / 'memory'}\nuse_explanations: false\n"
     )
     search = subprocess.Popen(
-        [sys.executable, "-m", "tinyarch.cli", "search", "--config", str(config), "--runs-dir", str(runs)],
+        [sys.executable, "-m", "tinyarch.interfaces.cli", "search", "--config", str(config), "--runs-dir", str(runs)],
         stdout=subprocess.DEVNULL,
     )
     evaluations = runs / "killed" / "evaluations.jsonl"

@@ -23,8 +23,8 @@ from tests.test_llm import ScriptedBackend
 from tests.test_web import NAME
 from tests.test_web import runs as finished_runs  # noqa: F401  (the module's fixture)
 from tinyarch.agents.llm import StructuredLLM
-from tinyarch.rundir import RunDir
-from tinyarch.web.app import Searches, create_app
+from tinyarch.core.rundir import RunDir
+from tinyarch.interfaces.web.app import Searches, create_app
 
 ANSWER = json.dumps({"answer": "scripted", "cites": []})
 

@@ -30,10 +30,12 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from tinyarch.core.errors import TinyarchError
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-def _torchvision_md5s(cls: type) -> dict[str, str]:
+def _torchvision_md5s(cls: type[CIFAR10]) -> dict[str, str]:
     files = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
     return {f"{cls.base_folder}/{name}": md5 for name, md5 in files}
 
@@ -42,7 +44,7 @@ CIFAR_MD5 = {"cifar100": _torchvision_md5s(CIFAR100), "cifar10": _torchvision_md
 CIFAR_URL = {"cifar100": CIFAR100.url, "cifar10": CIFAR10.url}
 
 
-class DataError(RuntimeError):
+class DataError(TinyarchError, RuntimeError):
     """Missing or corrupt data; the message says what to put where and how to get it."""
 
 

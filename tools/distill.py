@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import nn
 
+from tinyarch.core.errors import TinyarchError
 from tinyarch.tools.data import AugmentedView, Data, SeededAugment, to_model_input
 
 DEFAULT_TEACHER = "vit_base_patch16_224"
@@ -28,7 +29,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class TeacherError(FileNotFoundError):
+class TeacherError(TinyarchError, FileNotFoundError):
     """The teacher checkpoint is missing or does not fit the named model."""
 
 

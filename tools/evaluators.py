@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyarch.nats import NatsCell
-from tinyarch.paths import cache_root
+from tinyarch.core.errors import TinyarchError
+from tinyarch.core.paths import cache_root
+from tinyarch.core.spaces.nats import NatsCell
 
 NATS_TABLE_NAME = "nats_tss_accuracy.csv"
 NATS_COLUMNS = {
@@ -26,7 +27,7 @@ SHARED_NATS_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / NA
 """Where the project's shared data sits beside a checkout."""
 
 
-class EvaluatorError(RuntimeError):
+class EvaluatorError(TinyarchError, RuntimeError):
     """The evaluator cannot run at all (missing table, wrong dataset); one line says what is needed."""
 
 

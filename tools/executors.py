@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tinyarch.core.errors import TinyarchError
 from tinyarch.tools.evaluators import Evaluation
 
 POLL_S = 0.25
@@ -25,7 +26,7 @@ POLL_S = 0.25
 CONNECT_TIMEOUT_S = 5.0
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(TinyarchError, RuntimeError):
     """The executor cannot start (nothing at the Ray address, a trial no node can hold): one line."""
 
 
@@ -111,9 +112,9 @@ def connect(address: str | None) -> None:
             raise ExecutorError(
                 f"cannot connect to Ray at {address}: {e.strerror or e} (is `ray start --head` running there?)"
             ) from None
-    local = {"include_dashboard": False} if address is None else {}
+    dashboard = False if address is None else None  # None: Ray's default
     try:  # worker output would scroll through the live display; it stays in Ray's session logs
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **local)
+        ray.init(address=address, include_dashboard=dashboard, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as e:
         raise ExecutorError(f"cannot connect to Ray at {address}: {_first_line(e)}") from None
 

@@ -30,9 +30,9 @@ from pydantic import BaseModel, Field
 from scipy.stats import spearmanr
 from torch import nn
 
-from tinyarch.builder import SqueezeExcite, TinyNet
-from tinyarch.space import SearchSpace, SpecError
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spaces import SearchSpace, SpecError
+from tinyarch.core.spec import ArchSpec
+from tinyarch.tools.builder import SqueezeExcite, TinyNet
 from tinyarch.tools.surrogate import OneHot, bootstrap_counts, fit_ensemble, single_thread
 
 MIN_CANDIDATES = 12
@@ -381,6 +381,7 @@ def _ablations(model: TinyNet, x: torch.Tensor, y: torch.Tensor, logits: torch.T
     base_acc, base_loss = _accuracy(logits, y), float(F.cross_entropy(logits, y))
     found = []
     for s, stage in enumerate(model.stages):
+        assert isinstance(stage, nn.Sequential)
         for b, block in enumerate(stage):
             swaps: list[tuple[Literal["se_bypass", "skip_block"], nn.Module, str]] = []
             if isinstance(block.se, SqueezeExcite):

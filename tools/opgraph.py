@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinyarch.spec import Activation, ArchSpec, BlockType
+from tinyarch.core.spec import Activation, ArchSpec, BlockType
 
 PER_CHANNEL_BYTES = 12
 """int32 bias, int32 requantisation multiplier and int32 shift for each output channel."""

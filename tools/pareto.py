@@ -29,16 +29,16 @@ class ParetoResult:
 
 def analyse(points: list[dict[str, float]], limits: dict[str, float | None] | None = None) -> ParetoResult:
     """Front and hypervolume of `points` (each with `accuracy` and costs) under `limits` (cost -> limit)."""
-    limits = {k: v for k, v in (limits or {}).items() if v is not None}
+    caps = {k: v for k, v in (limits or {}).items() if v is not None}
     if not points:
         return ParetoResult([], [], 0.0, [])
     costs = [c for c in COSTS if all(c in p for p in points)]
-    infeasible = [i for i, p in enumerate(points) if any(p[c] > limits[c] for c in costs if c in limits)]
+    infeasible = [i for i, p in enumerate(points) if any(p[c] > caps[c] for c in costs if c in caps)]
     feasible = [i for i in range(len(points)) if i not in set(infeasible)]
     objectives = ["accuracy", *costs]
     if not feasible:
         return ParetoResult([], infeasible, 0.0, objectives)
-    reference = {c: limits.get(c) or 1.1 * max(p[c] for p in points) or 1.0 for c in costs}
+    reference = {c: caps.get(c) or 1.1 * max(p[c] for p in points) or 1.0 for c in costs}
     matrix = np.array(
         [[(100.0 - points[i]["accuracy"]) / 100.0] + [points[i][c] / reference[c] for c in costs] for i in feasible]
     )

@@ -15,8 +15,9 @@ from importlib import resources
 import numpy as np
 from pydantic import BaseModel
 
-from tinyarch.budget import Budget, BudgetBreach, breaches
-from tinyarch.spec import ArchSpec
+from tinyarch.core.budget import Budget, BudgetBreach, breaches
+from tinyarch.core.spaces import SearchSpace
+from tinyarch.core.spec import ArchSpec, SpecBase
 from tinyarch.tools.memory_plan import MemoryPlan, plan_memory
 from tinyarch.tools.opgraph import Op, OpGraph, lower
 
@@ -212,3 +213,16 @@ def check_budget(prof: Profile, budget: Budget) -> list[BudgetBreach]:
     """Every limit of `budget` that `prof` breaks; empty when it fits."""
     measured = {"peak_sram": prof.peak_sram, "flash": prof.flash, "macs": prof.macs}
     return breaches(measured, {"peak_sram": budget.sram, "flash": budget.flash, "macs": budget.macs})
+
+
+COST_TOTALS = ("macs", "params", "flash", "peak_sram", "latency_ms")
+"""The profiler totals that a candidate's costs carry."""
+
+
+def candidate_cost(space: SearchSpace, spec: SpecBase) -> dict[str, int | float]:
+    """A candidate's analytic costs before any training: the profiler's totals for a network spec,
+    the space's closed form for anything it does not lower (NATS cells)."""
+    if isinstance(spec, ArchSpec):
+        totals = profile(spec).totals()
+        return {k: v for k, v in totals.items() if k in COST_TOTALS and isinstance(v, int | float)}
+    return space.cost(spec)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyarch.space import SearchSpace
+from tinyarch.core.spaces import SearchSpace
 
 HIDDEN = 16
 FIT_STEPS = 200

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,9 +24,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tinyarch.spec import ArchSpec
+from tinyarch.core.errors import TinyarchError
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.data import AugmentedView, Data, ImageSet, SeededAugment, to_model_input
 from tinyarch.tools.distill import KDConfig, Teacher, TeacherLogitCache, kd_loss
+
+if TYPE_CHECKING:
+    from tinyarch.tools.builder import TinyNet
 
 
 class Recipe(BaseModel):
@@ -57,7 +61,7 @@ RECIPES = {
 }
 
 
-class CandidateFailed(RuntimeError):
+class CandidateFailed(TinyarchError, RuntimeError):
     """Training of one candidate went wrong in a way the search should record and move past."""
 
 
@@ -182,7 +186,8 @@ def train_model(
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     torch.manual_seed(seed)
-    model = model.to(dev, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    # torch's overloads of Module.to omit memory_format beside device, which its parser accepts
+    model = model.to(dev, memory_format=torch.channels_last if cuda else torch.contiguous_format)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -327,7 +332,7 @@ def train(
     spec: ArchSpec, data: Data, recipe: Recipe, model_dir: Path | None = None, seed: int = 0, **kwargs: Any
 ) -> tuple[nn.Module, TrainResult]:
     """Build `spec`'s model and train it; the model directory also gets spec.json, metrics.json and curve.png."""
-    from tinyarch.builder import build_model
+    from tinyarch.tools.builder import build_model
 
     if spec.num_classes != data.info.num_classes:
         raise CandidateFailed(f"spec has {spec.num_classes} classes, {data.info.name} has {data.info.num_classes}")
@@ -392,21 +397,21 @@ def plot_curve(history: list[dict[str, float]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-class ModelDirError(RuntimeError):
+class ModelDirError(TinyarchError, RuntimeError):
     """A directory is not a trained model (spec.json, weights.safetensors and metrics.json)."""
 
 
 @dataclass(slots=True)
 class TrainedModel:
     spec: ArchSpec
-    model: nn.Module
+    model: TinyNet
     dataset: str
     val_acc: float
 
 
 def load_trained(model_dir: Path) -> TrainedModel:
     """A model directory written by `tinyarch train` or a search, in eval mode."""
-    from tinyarch.builder import build_model
+    from tinyarch.tools.builder import build_model
 
     files = {name: model_dir / name for name in ("spec.json", "weights.safetensors", "metrics.json")}
     missing = [name for name, path in files.items() if not path.is_file()]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tinyarch.core.errors import TinyarchError
+
 Message = dict[str, str]
 """{"role": "system" | "user" | "assistant", "content": "..."}"""
 
 
-class LLMUnavailable(RuntimeError):
+class LLMUnavailable(TinyarchError, RuntimeError):
     """The model cannot be reached or loaded (server down, timeout, missing file); retries did not help."""
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyarch.agents.backends.base import Completion, LLMUnavailable, Message
-from tinyarch.paths import cache_root
+from tinyarch.core.paths import cache_root
 
 
 @dataclass(frozen=True)

@@ -222,11 +222,29 @@ INLINE pair_params pair_params_of(const ta_channel_t *ch, int n, int fast, out_p
         b1 = ta_smlad(w13, xb13, b1);                                                   \
     } while (0)
 
+/* The last n % 4 products of a 2x2 dot product, one at a time, and the accumulators written back. */
+#define TA_TAIL_2X2(x, xs, w, ws, n)                                                    \
+    do {                                                                                \
+        int i_;                                                                         \
+        for (i_ = (n) & 3; i_ > 0; --i_) {                                              \
+            const int32_t xa_ = (x)[0], xb_ = (x)[xs], w0_ = (w)[0], w1_ = (w)[ws];     \
+            a0 += w0_ * xa_;                                                            \
+            a1 += w1_ * xa_;                                                            \
+            b0 += w0_ * xb_;                                                            \
+            b1 += w1_ * xb_;                                                            \
+            ++(x);                                                                      \
+            ++(w);                                                                      \
+        }                                                                               \
+        acc[0] = a0;                                                                    \
+        acc[1] = a1;                                                                    \
+        acc[2] = b0;                                                                    \
+        acc[3] = b1;                                                                    \
+    } while (0)
+
 INLINE void dot_2x2_s8(const int8_t *x, int xs, const int8_t *w, int ws, int n, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
     const void *xp = x, *wp = w;
     const void *const end8 = w + (n & ~7);
-    int i;
     while (wp != end8) { /* eight inputs per pass: half the loop overhead */
         uint32_t xb = load32((const int8_t *)xp + xs), xa = ta_load32_next(&xp);
         uint32_t w1 = load32((const int8_t *)wp + ws), w0 = ta_load32_next(&wp);
@@ -244,19 +262,7 @@ INLINE void dot_2x2_s8(const int8_t *x, int xs, const int8_t *w, int ws, int n, 
     }
     x = (const int8_t *)xp;
     w = (const int8_t *)wp;
-    for (i = n & 3; i > 0; --i) {
-        const int32_t xa = x[0], xb = x[xs], w0 = w[0], w1 = w[ws];
-        a0 += w0 * xa;
-        a1 += w1 * xa;
-        b0 += w0 * xb;
-        b1 += w1 * xb;
-        ++x;
-        ++w;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = b0;
-    acc[3] = b1;
+    TA_TAIL_2X2(x, xs, w, ws, n);
 }
 
 /* As dot_2x2_s8 for int16 pixels of an im2col, whose groups of four are stored in the order
@@ -264,7 +270,6 @@ INLINE void dot_2x2_s8(const int8_t *x, int xs, const int8_t *w, int ws, int n, 
 INLINE void dot_2x2_s16(const int16_t *x, int xs, const int8_t *w, int ws, int n, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
     const int8_t *end = w + (n & ~3);
-    int i;
     while (w != end) {
         const uint32_t xa02 = load32(x), xa13 = load32(x + 2);
         const uint32_t xb02 = load32(x + xs), xb13 = load32(x + xs + 2);
@@ -283,19 +288,7 @@ INLINE void dot_2x2_s16(const int16_t *x, int xs, const int8_t *w, int ws, int n
         x += 4;
         w += 4;
     }
-    for (i = n & 3; i > 0; --i) {
-        const int32_t xa = x[0], xb = x[xs], w0 = w[0], w1 = w[ws];
-        a0 += w0 * xa;
-        a1 += w1 * xa;
-        b0 += w0 * xb;
-        b1 += w1 * xb;
-        ++x;
-        ++w;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = b0;
-    acc[3] = b1;
+    TA_TAIL_2X2(x, xs, w, ws, n);
 }
 
 /* Requantise a 2x2 block and store the np pixels by nc channels that exist. */

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.deploy import tflm_params
 from tinyarch.tools.deploy.tflite_graph import BoundOp, TfliteGraph, activation_lut, bind, read_tflite
 from tinyarch.tools.memory_plan import MemoryPlan, plan_memory
@@ -154,21 +154,22 @@ def _emit(w: _Writer, name: str, i: int, op: Op, b: BoundOp, tfl: TfliteGraph, p
         if b.main is None:  # a mean over 1x1 is the identity; the converter dropped it
             return f"    memcpy({at(y)}, {at(x)}, {c});"
         x_t, y_t = b.inputs[0], b.output
-        p = tflm_params.mean_params(x_t.scale, x_t.zero_point, y_t.scale, y_t.zero_point, h * wd)
-        return f"    ta_mean_hw_s8({at(x)}, {h}, {wd}, {c}, {at(y)}, {w.struct(f'{name}_p', 'ta_mean_t', _fields(p))});"
+        mean = tflm_params.mean_params(x_t.scale, x_t.zero_point, y_t.scale, y_t.zero_point, h * wd)
+        params = w.struct(f"{name}_p", "ta_mean_t", _fields(mean))
+        return f"    ta_mean_hw_s8({at(x)}, {h}, {wd}, {c}, {at(y)}, {params});"
     # add and mul: each operand with its own parameters (TFLM's arithmetic is symmetric in the two)
     first, second = b.inputs
     y_t = b.output
     if op.kind == "add":
-        p = tflm_params.add_params(
+        add = tflm_params.add_params(
             first.scale, first.zero_point, second.scale, second.zero_point, y_t.scale, y_t.zero_point
         )
-        params = w.struct(f"{name}_p", "ta_add_t", _fields(p))
+        params = w.struct(f"{name}_p", "ta_add_t", _fields(add))
         return f"    ta_add_s8({at(x)}, {at(op.inputs[1])}, {at(y)}, {h * wd * c}, {params});"
-    p = tflm_params.mul_params(
+    mul = tflm_params.mul_params(
         first.scale, first.zero_point, second.scale, second.zero_point, y_t.scale, y_t.zero_point
     )
-    params = w.struct(f"{name}_p", "ta_mul_t", _fields(p))
+    params = w.struct(f"{name}_p", "ta_mul_t", _fields(mul))
     return f"    ta_mul_channel_s8({at(x)}, {at(op.inputs[1])}, {at(y)}, {h * wd}, {c}, {params});"
 
 

@@ -11,16 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pydantic import BaseModel
 from torch import nn
 
-from tinyarch.spec import ArchSpec
+from tinyarch.core.config import BOARDS
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.deploy import DeployError, emulator
 from tinyarch.tools.deploy.codegen import GeneratedModel, generate
 from tinyarch.tools.deploy.export import Tflm, convert_int8, keras_twin, nhwc_inputs, quantize
+
+if TYPE_CHECKING:
+    from tinyarch.tools.builder import TinyNet
 
 
 class DeployReport(BaseModel):
@@ -79,7 +84,7 @@ class Project:
 
 
 def make_project(
-    spec: ArchSpec, model: nn.Module, calibration: np.ndarray, checks: np.ndarray, out: Path, board: str, kernels: str
+    spec: ArchSpec, model: TinyNet, calibration: np.ndarray, checks: np.ndarray, out: Path, board: str, kernels: str
 ) -> Project:
     """Int8 TFLite calibrated on `calibration` (float NHWC), generated C, K check images and TFLM's outputs for them."""
     tflite = convert_int8(keras_twin(spec, model), calibration)
@@ -98,15 +103,16 @@ def make_project(
     return Project(out, generated, tflm, test_inputs, expected)
 
 
-def random_model(spec: ArchSpec, seed: int = 0) -> nn.Module:
+def random_model(spec: ArchSpec, seed: int = 0) -> TinyNet:
     """`spec`'s network with random weights and batch-norm statistics: firmware checks that need no
     training (bit-exactness, instruction counts) still exercise every folded scale and bias."""
-    from tinyarch.builder import build_model
+    from tinyarch.tools.builder import build_model
 
     torch.manual_seed(seed)
     model = build_model(spec)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None  # tracked by default
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.2)
             m.running_mean.normal_(0, 0.2)
@@ -148,8 +154,8 @@ def deploy(
     from tinyarch.tools.data import load_data
     from tinyarch.tools.profile import CLOCK_HZ, profile
 
-    if board not in emulator.BOARDS:
-        raise DeployError(f"unknown board {board!r}; choose from {', '.join(emulator.BOARDS)}")
+    if board not in BOARDS:
+        raise DeployError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
     from tinyarch.tools.train import ModelDirError, load_trained
 
     progress("loading the trained model")

@@ -20,14 +20,14 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import NamedTuple
 
-from tinyarch.paths import cache_root
+from tinyarch.core.config import BOARDS
+from tinyarch.core.paths import cache_root
 from tinyarch.tools.deploy import DeployError
 
 FIRMWARE: Traversable = resources.files("tinyarch.firmware")
 """Board support, common main, kernels, project.mk and the QEMU plugin: package data, copied out
 (`copy_firmware`) wherever a compiler needs real files."""
 
-BOARDS = ("host", "mps2-an500", "stm32h743")
 KERNELS = ("reference", "optimized")
 QEMU_MACHINE = "mps2-an500"
 

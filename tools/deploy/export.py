@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyarch.builder import ConvBNAct, MobileBlock, SqueezeExcite, TinyNet
-from tinyarch.spec import LEAKY_RELU_SLOPE, Activation, ArchSpec
+from tinyarch.core.spec import LEAKY_RELU_SLOPE, Activation, ArchSpec
+from tinyarch.tools.builder import ConvBNAct, MobileBlock, SqueezeExcite, TinyNet
 from tinyarch.tools.deploy import DeployError
 
 
@@ -30,6 +30,8 @@ class ExportError(DeployError):
 def _folded(block: ConvBNAct) -> tuple[np.ndarray, np.ndarray]:
     """Conv weights and bias with the batch norm folded in (torch layout)."""
     conv, bn = block[0], block[1]
+    assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+    assert bn.running_mean is not None and bn.running_var is not None  # ConvBNAct tracks them
     scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
     weight = conv.weight.detach() * scale.view(-1, 1, 1, 1)
     bias = bn.bias.detach() - bn.running_mean * scale
@@ -54,6 +56,7 @@ def keras_twin(spec: ArchSpec, model: TinyNet) -> Any:
     def conv(x: Any, block: ConvBNAct, name: str, act: Activation | None) -> Any:
         weight, bias = _folded(block)
         torch_conv = block[0]
+        assert isinstance(torch_conv, nn.Conv2d)
         k, stride = torch_conv.kernel_size[0], torch_conv.stride[0]
         if torch_conv.groups > 1:
             layer = layers.DepthwiseConv2D(k, stride, padding="same", name=name)
@@ -143,8 +146,12 @@ class Tflm:
         except RuntimeError as e:
             raise ExportError(f"TFLM cannot load the model: {e}") from None
         report = self._allocations()
-        self.arena = int(re.search(r"Arena allocation total (\d+)", report)[1])
-        self.activations = int(re.search(r"Arena allocation head (\d+)", report)[1])
+        total = re.search(r"Arena allocation total (\d+)", report)
+        head = re.search(r"Arena allocation head (\d+)", report)
+        if total is None or head is None:
+            raise ExportError(f"TFLM printed no arena allocation totals:\n{report}")
+        self.arena = int(total[1])
+        self.activations = int(head[1])
 
     def _allocations(self) -> str:
         with tempfile.TemporaryFile() as captured:

@@ -154,7 +154,9 @@ def output_params(
     return OutputParams(-int(input_zero_point), int(output_zero_point), lo, hi)
 
 
-def conv_output_params(input_scale: float, filter_scales: Sequence[float], output_scale: float) -> ChannelParams:
+def conv_output_params(
+    input_scale: float, filter_scales: Sequence[float] | np.ndarray, output_scale: float
+) -> ChannelParams:
     """Per-channel mult/shift of CONV_2D and DEPTHWISE_CONV_2D (PopulateConvolutionQuantizationParams).
 
     Each multiplier is double(input_scale) * double(filter_scale) / double(output_scale); a per-tensor
@@ -170,7 +172,7 @@ def conv_output_params(input_scale: float, filter_scales: Sequence[float], outpu
 
 
 def fc_output_params(
-    input_scale: float, filter_scales: Sequence[float], output_scale: float, out_n: int
+    input_scale: float, filter_scales: Sequence[float] | np.ndarray, output_scale: float, out_n: int
 ) -> ChannelParams:
     """Per-channel mult/shift of FULLY_CONNECTED (CalculateOpDataFullyConnected), out_n entries.
 

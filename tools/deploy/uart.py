@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, computed_field
 
-from tinyarch.spec import ArchSpec
+from tinyarch.core.spec import ArchSpec
 from tinyarch.tools.deploy import DeployError
 
 BAUD = 115200
@@ -271,13 +271,13 @@ class UartReport(BaseModel):
     warnings: list[str]
     problems: list[str]
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorated properties; pydantic's documented form
     @property
     def ok(self) -> bool:
         """Every expected image printed and identical, the run finished, nothing went wrong."""
         return self.complete and not self.problems and self.matches == self.expected_images
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorated properties; pydantic's documented form
     @property
     def mean_cycles(self) -> float | None:
         values = [r.cycles for r in self.images if r.cycles is not None]
@@ -409,6 +409,7 @@ def read_uart(
             raise UartError(f"cannot read {log_file}: {e.strerror or e}") from None
         name = str(log_file)
     else:
+        assert port is not None  # exactly one of port and log_file, checked above
         text = read_port(port, baud, timeout, on_line, on_ready)
         name = str(port)
         if save is not None:

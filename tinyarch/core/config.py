@@ -10,7 +10,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from tinyarch.budget import Bytes, Count
+from tinyarch.core.budget import COST_BUDGETS, Bytes, Count, limit_field
+
+BOARDS = ("host", "mps2-an500", "stm32h743")
+"""The boards a firmware project builds for (firmware/boards/)."""
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
@@ -36,56 +39,65 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-    space: str = "nats-tss"
-    dataset: str = "cifar100"
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Run name (runs/NAME)")
+    space: str = Field(default="nats-tss", description="Search space: mcu | nats-tss | a YAML path")
+    dataset: str = Field(default="cifar100", description="Dataset (nats: cifar10 | cifar100 | imagenet16-120)")
     strategy: Literal["llm", "screened", "local", "rea", "bo", "nsga2", "random"] = Field(
         default="llm",
         description="llm: the Designer agent; screened: its loop with random edits in place of the LLM (the "
         "ablation); local, rea, bo, nsga2, random: classic searches",
     )
-    llm: str = "llamacpp:qwen2.5-coder-0.5b"
-    llm_url: str | None = None
-    evaluator: Literal["nats", "proxy"] = "nats"
-    nats_table: Path | None = None
-    data_dir: Path | None = None
-    proxy_epochs: int | None = None
-    proxy_images: int | None = Field(default=None, ge=1, description="train proxies on this many images")
-    batch: int = Field(default=4, ge=1, le=16, description="candidates proposed per iteration")
-    budget_evals: int = Field(default=20, ge=1)
-    budget_time: float | None = None
+    llm: str = Field(
+        default="llamacpp:qwen2.5-coder-0.5b", description="llamacpp:[NAME|PATH] | ollama:MODEL | openai:MODEL"
+    )
+    llm_url: str | None = Field(default=None, description="The LLM server's URL")
+    evaluator: Literal["nats", "proxy"] = Field(
+        default="nats", description="nats: NATS-Bench table lookups; proxy: short training runs"
+    )
+    nats_table: Path | None = Field(
+        default=None, description="nats_tss_accuracy.csv (default: $TINYARCH_NATS_TABLE, then ../shared/data/)"
+    )
+    data_dir: Path | None = Field(default=None, description="Data root (default: $TINYARCH_DATA)")
+    proxy_epochs: int | None = Field(default=None, description="Epochs of the proxy recipe")
+    proxy_images: int | None = Field(default=None, ge=1, description="Train proxies on this many images")
+    batch: int = Field(default=4, ge=1, le=16, description="Candidates proposed per iteration")
+    budget_evals: int = Field(default=20, ge=1, description="Evaluations before stopping")
+    budget_time: float | None = Field(
+        default=None, description="Wall time before stopping, e.g. 8h, 90m or 45s (seconds in a config file)"
+    )
     max_iterations: int | None = Field(
         default=None,
         ge=1,
-        description="stop after this many iterations (default: none; the run stops at its budgets, or when "
+        description="Stop after this many iterations (default: none; the run stops at its budgets, or when "
         "no new candidate was evaluated for 50 iterations in a row)",
     )
-    sram: Bytes = None
-    flash: Bytes = None
-    macs: Count = None
-    final_top_k: int = 0
-    final_epochs: int | None = None
+    sram: Bytes = limit_field("peak_sram")
+    flash: Bytes = limit_field("flash")
+    macs: Count = limit_field("macs")
+    final_top_k: int = Field(default=0, description="Front members trained in full at the end")
+    final_epochs: int | None = Field(default=None, description="Epochs of the full recipe at the end")
     deploy_board: str | None = Field(
-        default="mps2-an500", description="finalize deploys each trained winner to this board (null: no firmware)"
+        default="mps2-an500",
+        description=f"Finalize deploys each trained winner to this board: {' | '.join(BOARDS)} (none: no firmware)",
     )
-    teacher: Path | None = None
-    seed: int = 0
-    memory_path: Path | None = None
-    memory_url: str | None = None
-    use_explanations: bool = True
-    executor: Literal["local", "ray"] = Field(default="local", description="where candidate evaluations run")
+    teacher: Path | None = Field(default=None, description="Teacher checkpoint for knowledge distillation")
+    seed: int = Field(default=0, description="Seed of the strategy, the LLM and training")
+    memory_path: Path | None = Field(default=None, description="Chroma folder (default: $TINYARCH_CACHE/memory)")
+    memory_url: str | None = Field(default=None, description="Chroma server URL (default: a local folder)")
+    use_explanations: bool = Field(default=True, description="Give the agents the design-effect explanations")
+    executor: Literal["local", "ray"] = Field(default="local", description="Where candidate evaluations run")
     ray_address: str | None = Field(
         default=None, description="auto | ray://HOST:PORT | HOST:PORT (none: a Ray instance on this machine)"
     )
     cpus_per_trial: float = Field(default=1.0, gt=0, description="CPUs Ray reserves for each evaluation")
     gpus_per_trial: float = Field(default=0.0, ge=0, description="GPUs Ray reserves for each evaluation")
-    max_retries: int = Field(default=3, ge=0, description="reruns of an evaluation whose Ray worker died")
+    max_retries: int = Field(default=3, ge=0, description="Reruns of an evaluation whose Ray worker died")
 
-    @field_validator("deploy_board")
+    @field_validator("deploy_board", mode="before")
     @classmethod
-    def _board(cls, v: str | None) -> str | None:
-        from tinyarch.tools.deploy.emulator import BOARDS
-
+    def _board(cls, v: object) -> object:
+        if v == "none":
+            return None
         if v is not None and v not in BOARDS:
             raise ValueError(f"deploy_board must be one of {', '.join(BOARDS)} or null, not {v!r}")
         return v
@@ -107,7 +119,7 @@ class RunConfig(BaseModel):
     def limits(self, tightened: Mapping[str, float] | None = None) -> dict[str, float | None]:
         """Budget limits keyed by the cost names of `SearchSpace.cost`, each tightened by the user's
         directives where `tightened` (a state's or a chat's `limits`) has a lower one."""
-        configured = {"macs": self.macs, "peak_sram": self.sram, "flash": self.flash}
+        configured = {key: getattr(self, budget) for key, budget in COST_BUDGETS.items()}
         tightened = tightened or {}
         return {
             k: min((v for v in (limit, tightened.get(k)) if v is not None), default=None)

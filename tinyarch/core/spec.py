@@ -1,6 +1,6 @@
 """The declarative architecture spec: the single source of truth for every derived artefact.
 
-The torch model (`tinyarch.builder`), the int8 operator graph and profiler (`tinyarch.tools`),
+The torch model (`tinyarch.tools.builder`), the int8 operator graph and profiler (`tinyarch.tools`),
 and later the TFLite export and the C code are all derived from an `ArchSpec`. LLM output is
 parsed into this model and validated against a search space; it is never executed.
 """

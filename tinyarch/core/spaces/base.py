@@ -1,25 +1,18 @@
-"""Search spaces as data: allowed choices per field plus rules, loaded from YAML.
-
-Every space validates candidates (every violation with its field path), exports a JSON Schema
-for constrained LLM decoding, samples at random, and encodes a candidate as a vector of choice
-indices (for pymoo and for memory embeddings) and back. `SearchSpace` holds what is common;
-each YAML file names its `kind`: `hierarchical` (`mcu`, see `tinyarch.hierarchical`) or `cell`
-(`nats-tss`, see `tinyarch.nats`).
-"""
+"""What every search space has in common (`SearchSpace`), and how a spec breaks one (`Violation`,
+`SpecError`). The space kinds build on this module; `tinyarch.core.spaces` loads them from YAML."""
 
 from __future__ import annotations
 
 import json
 import random
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tinyarch.spec import SpecBase
+from tinyarch.core.errors import TinyarchError
+from tinyarch.core.spec import SpecBase
 
 
 @dataclass(frozen=True)
@@ -33,7 +26,7 @@ class Violation:
         return f"{self.path}: {self.message}"
 
 
-class SpecError(ValueError):
+class SpecError(TinyarchError, ValueError):
     """A spec that does not parse or does not belong to the space; carries every violation."""
 
     def __init__(self, violations: list[Violation]):
@@ -73,7 +66,8 @@ class SearchSpace(BaseModel):
         raise NotImplementedError
 
     def cost(self, spec: Any) -> dict[str, int | float]:
-        """Analytic costs (at least `macs` and `params`), in milliseconds, before any training."""
+        """Closed-form costs (at least `macs` and `params`) of candidates that the profiler does not
+        lower, such as NATS cells; `tinyarch.tools.profile.candidate_cost` costs any candidate."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ validation
@@ -142,32 +136,6 @@ class SearchSpace(BaseModel):
     def describe(self) -> str:
         """The space as YAML, for prompts and `tinyarch space show`."""
         return yaml.safe_dump(self.model_dump(), sort_keys=False)
-
-
-def builtin_spaces() -> list[str]:
-    files = resources.files("tinyarch.spaces").iterdir()
-    return sorted(p.name.removesuffix(".yaml") for p in files if p.name.endswith(".yaml"))
-
-
-def load_space(name_or_path: str) -> SearchSpace:
-    """A built-in space by name (`mcu`, `nats-tss`) or a YAML file by path."""
-    from tinyarch.hierarchical import HierarchicalSpace
-    from tinyarch.nats import CellSpace
-
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise FileNotFoundError(f"no space file at {path}")
-        text = path.read_text()
-    elif name_or_path in builtin_spaces():
-        text = resources.files("tinyarch.spaces").joinpath(f"{name_or_path}.yaml").read_text()
-    else:
-        raise ValueError(f"unknown space {name_or_path!r}; built in: {', '.join(builtin_spaces())}, or a .yaml path")
-    data = yaml.safe_load(text)
-    kinds: dict[str, type[SearchSpace]] = {"hierarchical": HierarchicalSpace, "cell": CellSpace}
-    if not isinstance(data, dict) or data.get("kind") not in kinds:
-        raise ValueError(f"space file {name_or_path} needs `kind:` one of {', '.join(kinds)}")
-    return kinds[data["kind"]].model_validate(data)
 
 
 def _violation_from_pydantic(error: Any) -> Violation:

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tinyarch.agents.chat import Chat
 from tinyarch.agents.graph import activity
-from tinyarch.report import COST_COLUMNS, PLOT_AXES, Run, firmware, load_run, nats_optimum, settings, trace_step
-from tinyarch.rundir import RunDir
-from tinyarch.trace_view import AGENTS, is_error, llm_title, select, step_line
-from tinyarch.web.models import (
+from tinyarch.core.budget import COSTS
+from tinyarch.core.rundir import Run, RunDir, load_run
+from tinyarch.interfaces.chat import Chat
+from tinyarch.interfaces.report import firmware, nats_optimum, plot_axes, settings, trace_step
+from tinyarch.interfaces.trace_view import AGENTS, is_error, llm_title, select, step_line
+from tinyarch.interfaces.web.models import (
     AgentActivity,
     Axis,
     CandidateDetail,
@@ -93,6 +94,7 @@ def live(chat: Chat, starting: bool = False) -> RunLive:
     pending = [c["id"] for c in state.get("pending", [])] if node == "evaluate" else []
     evaluating = [i for i in pending if i not in done]
     inbox = rundir.read_inbox()
+    limits = c.limits(state.get("limits"))
     log = root / "search.log"
     return RunLive(
         **_summary(run, starting).model_dump(),
@@ -108,8 +110,8 @@ def live(chat: Chat, starting: bool = False) -> RunLive:
         evaluating=evaluating,
         points=points,
         axes=[
-            Axis(key=key, label=label, unit=unit, divisor=divisor, limit=c.limits(state.get("limits")).get(key))
-            for key, (label, unit, divisor) in PLOT_AXES.items()
+            Axis(key=key, label=COSTS[key].label, unit=unit, divisor=divisor, limit=limits.get(key))
+            for key, (unit, divisor) in plot_axes().items()
             if points and all(key in p.costs for p in points)
         ],
         optimum=nats_optimum(c),
@@ -217,7 +219,7 @@ def candidate(root: Path, candidate_id: str) -> CandidateDetail | None:
         front=candidate_id in run.front,
         spec=spec,
         metrics=metrics,
-        costs=[(COST_COLUMNS[k][0], COST_COLUMNS[k][1](v)) for k, v in cost.items() if k in COST_COLUMNS],
+        costs=[(COSTS[k].label, COSTS[k].format(v)) for k, v in cost.items() if k in COSTS],
         layers=_layers(run, spec),
         curves=curves,
         explanation="\n\n".join(explanation),
@@ -234,7 +236,7 @@ def candidate(root: Path, candidate_id: str) -> CandidateDetail | None:
 
 def _layers(run: Run, spec: dict[str, Any]) -> list[Layer]:
     """The profiler's per-layer table, for spaces whose specs it profiles (not NATS cells)."""
-    from tinyarch.space import load_space
+    from tinyarch.core.spaces import load_space
 
     space = load_space(run.config.space)
     if space.kind != "hierarchical" or not spec:

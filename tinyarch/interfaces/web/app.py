@@ -26,11 +26,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from tinyarch.agents.chat import Chat
 from tinyarch.agents.llm import StructuredLLM
-from tinyarch.config import RunConfig, error_lines
-from tinyarch.web import views
-from tinyarch.web.models import (
+from tinyarch.core.config import RunConfig, error_lines
+from tinyarch.interfaces.chat import Chat
+from tinyarch.interfaces.web import views
+from tinyarch.interfaces.web.models import (
     CANDIDATE_ID,
     RUN_NAME,
     CandidateDetail,
@@ -44,7 +44,7 @@ from tinyarch.web.models import (
     TracePage,
 )
 
-STATIC = resources.files("tinyarch.web") / "static"
+STATIC = resources.files("tinyarch.interfaces.web") / "static"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 RunName = Annotated[str, PathParam(pattern=RUN_NAME, max_length=63)]
 CandidateId = Annotated[str, PathParam(pattern=CANDIDATE_ID)]
@@ -63,7 +63,7 @@ class Searches:
 
     def start(self, name: str, *args: str) -> None:
         log = (self.runs_root / name / "search.log").open("ab")
-        command = [sys.executable, "-m", "tinyarch.cli", "search", *args, "--runs-dir", str(self.runs_root)]
+        command = [sys.executable, "-m", "tinyarch.interfaces.cli", "search", *args, "--runs-dir", str(self.runs_root)]
         self.processes[name] = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -221,7 +221,8 @@ def create_app(
     @app.get("/api/runs/{name}/report", response_class=HTMLResponse, responses={404: {}})
     def report(name: RunName) -> HTMLResponse:
         """The run's self-contained HTML report, rendered now (its own CSP admits only its script)."""
-        from tinyarch.report import load_run, render
+        from tinyarch.core.rundir import load_run
+        from tinyarch.interfaces.report import render
 
         return HTMLResponse(readable(lambda root: render(load_run(root)), root_of(name)))
 
@@ -243,7 +244,7 @@ def create_app(
         """Pause, resume or stop: the chat's own commands."""
         return Reply(reply=chat_for(name).handle(f"/{body.action}"))
 
-    app.mount("/static", StaticFiles(packages=[("tinyarch.web", "static")]), name="static")
+    app.mount("/static", StaticFiles(packages=[("tinyarch.interfaces.web", "static")]), name="static")
     return app
 
 

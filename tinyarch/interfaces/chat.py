@@ -15,10 +15,10 @@ from typing import Any
 from tinyarch.agents.context import describe
 from tinyarch.agents.directives import is_question, parse_directive, tighten
 from tinyarch.agents.llm import StructuredLLM
-from tinyarch.budget import format_bytes, format_count
-from tinyarch.config import RunConfig
+from tinyarch.core.budget import cost_figures, limit_texts
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import Run, RunDir, load_run
 from tinyarch.prompts import render
-from tinyarch.rundir import RunDir
 
 HELP = """Plain sentences: a directive ("stay under 60 M MACs", "only kernel 3 in the first two stages")
 or a question ("why did you drop SE?", "what is on the front?").
@@ -58,35 +58,23 @@ class Chat:
 
     # ------------------------------------------------------------------ reading the run
 
-    def _run(self) -> Any:
-        from tinyarch.report import load_run
-
+    def _run(self) -> Run:
         return load_run(self.root)
 
-    def _candidates(self, run: Any) -> dict[str, dict[str, Any]]:
+    def _candidates(self, run: Run) -> dict[str, dict[str, Any]]:
         history = run.state.get("history", [])
         return {c["id"]: c for c in history if c.get("id") != "invalid"}
 
-    def _pending_limits(self, run: Any) -> dict[str, float]:
+    def _pending_limits(self, run: Run) -> dict[str, float]:
         """Limits in effect once the inbox is applied: the state's, tightened by unread directives."""
         limits = dict(run.state.get("limits") or {})
         for message in self.rundir.read_inbox()[run.state.get("inbox_read", 0) :]:
             limits = tighten(limits, message.get("limits", {}))
         return limits
 
-    def limits_text(self, run: Any) -> str:
+    def limits_text(self, run: Run) -> str:
         tightened = self._pending_limits(run)
-        limits = self.config.limits(tightened)
-        rows = []
-        for key, name, fmt in (
-            ("macs", "MACs", format_count),
-            ("peak_sram", "peak SRAM", format_bytes),
-            ("flash", "flash", format_bytes),
-        ):
-            if limits[key] is not None:
-                origin = " (tightened by a directive)" if limits[key] == tightened.get(key) else ""
-                rows.append(f"{name} <= {fmt(limits[key])}{origin}")
-        return ", ".join(rows) or "none"
+        return ", ".join(limit_texts(self.config.limits(tightened), tightened)) or "none"
 
     # ------------------------------------------------------------------ commands
 
@@ -146,7 +134,7 @@ class Chat:
         run = self._run()
         return self._why(run, candidate_id) or f"no candidate {candidate_id!r} in this run"
 
-    def _why(self, run: Any, candidate_id: str) -> str | None:
+    def _why(self, run: Run, candidate_id: str) -> str | None:
         c = self._candidates(run).get(candidate_id)
         if c is None:
             return None
@@ -164,7 +152,7 @@ class Chat:
         lines.append(origin)
         if c["status"] == "evaluated":
             on_front = "on the front" if c["id"] in run.state.get("front", []) else "not on the front"
-            cost = ", ".join(f"{k} {v:,.0f}" for k, v in c.get("cost", {}).items())
+            cost = ", ".join(cost_figures(c.get("cost", {})))
             lines.append(f"evaluated: {c['metrics'].get('accuracy', 0):.2f} % ({cost}); {on_front}")
         else:
             lines.append(f"{c['status']}: {c.get('reason') or '-'}")

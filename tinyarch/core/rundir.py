@@ -10,6 +10,7 @@ runs/NAME/inbox.jsonl          the user's directives and commands (`tinyarch cha
 runs/NAME/search.lock          locked (flock) by the search process running this directory; holds its pid
 ```
 Lines are appended and flushed to disk one at a time, so a kill loses at most the line in flight.
+`load_run` reads all of it at once (the checkpoint read-only) for the chat, the report and the web app.
 
 A search is alive while its process holds an exclusive `flock` on `search.lock`. The kernel drops
 the lock when the process ends in any way (kill -9 included), so a stale file or a reused pid
@@ -22,9 +23,14 @@ import contextlib
 import fcntl
 import json
 import os
+import sqlite3
 import time
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from tinyarch.core.config import RunConfig
 
 _HELD: set[int] = set()
 """Descriptors of the search locks this process holds."""
@@ -168,3 +174,60 @@ class RunDir:
             return int(self.lock_file.read_text())
         except (FileNotFoundError, ValueError):
             return None  # taken an instant ago: the pid is not written yet
+
+
+@dataclass
+class Run:
+    """Everything a run directory holds, read once: what the chat, the report and the web app show."""
+
+    root: Path
+    config: RunConfig
+    traces: list[dict[str, Any]]
+    evaluations: dict[str, dict[str, Any]]
+    state: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def evaluated(self) -> list[dict[str, Any]]:
+        """Evaluated candidates, most accurate first; from the checkpoint, or from evaluations.jsonl without one."""
+        done = [c for c in self.state.get("history", []) if c["status"] == "evaluated"]
+        if not self.state:
+            done = [
+                {"id": i, "metrics": r["metrics"], "cost": r.get("cost", {}), "spec": r.get("spec", {}), "summary": ""}
+                for i, r in self.evaluations.items()
+                if r["status"] == "ok"
+            ]
+        return sorted(done, key=lambda c: -c["metrics"]["accuracy"])
+
+    @property
+    def front(self) -> list[str]:
+        analysed = [t for t in self.traces if t.get("agent") == "analyse"]
+        front: list[str] = self.state.get("front") or (analysed[-1].get("front", []) if analysed else [])
+        return front
+
+
+def load_run(root: Path) -> Run:
+    """The run in `root` (config.yaml must exist); the checkpoint is opened read-only, a search may be writing."""
+    config = RunConfig.load(root / "config.yaml")
+    rundir = RunDir(root)
+    notes: list[str] = []
+    state: dict[str, Any] = {}
+    if rundir.checkpoints.is_file():
+        try:
+            state = read_state(rundir.checkpoints, config.name)
+        except sqlite3.Error as e:
+            notes.append(f"checkpoint unreadable ({e}); candidates come from evaluations.jsonl")
+    return Run(root, config, rundir.read_traces(), rundir.finished_evaluations(), state, notes)
+
+
+def read_state(path: Path, thread: str) -> dict[str, Any]:
+    """The latest SearchState of `thread` in a LangGraph SQLite checkpoint, without building the graph
+    (needs the llm extra's langgraph)."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        found = SqliteSaver(connection).get_tuple({"configurable": {"thread_id": thread}})
+    finally:
+        connection.close()
+    return dict(found.checkpoint["channel_values"]) if found else {}

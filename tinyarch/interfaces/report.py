@@ -12,10 +12,8 @@ import hashlib
 import io
 import json
 import os
-import sqlite3
 import time
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,21 +21,13 @@ from typing import Any
 import jinja2
 
 from tinyarch.agents.state import origin_kind
-from tinyarch.budget import format_bytes, format_count
-from tinyarch.config import RunConfig
-from tinyarch.rundir import RunDir
-from tinyarch.trace_view import AGENTS, by_iteration, fold, is_error, llm_title, step_line
+from tinyarch.core.budget import COSTS, limit_texts
+from tinyarch.core.config import RunConfig
+from tinyarch.core.rundir import Run, RunDir, load_run
+from tinyarch.interfaces.figures import firmware_figures
+from tinyarch.interfaces.trace_view import AGENTS, by_iteration, fold, is_error, llm_title, step_line
 
-TEMPLATES = resources.files("tinyarch") / "templates"
-COST_COLUMNS = {
-    "macs": ("MACs", format_count),
-    "params": ("params", lambda v: f"{int(v):,}"),
-    "flash": ("flash", format_bytes),
-    "peak_sram": ("peak SRAM", format_bytes),
-    "latency_ms": ("latency", lambda v: f"{v:.1f} ms"),
-}
-PLOT_AXES = {"macs": ("MACs", "M", 1e6), "peak_sram": ("peak SRAM", "KB", 1024.0), "latency_ms": ("latency", "ms", 1.0)}
-"""Costs plotted against accuracy: axis name, unit, and the divisor into that unit."""
+TEMPLATES = resources.files("tinyarch.interfaces") / "templates"
 AGENT_ORDER = {a: i for i, a in enumerate(AGENTS)}
 
 
@@ -73,61 +63,6 @@ REFERENCES = (
 )
 
 
-@dataclass
-class Run:
-    """Everything a report reads from a run directory, read once."""
-
-    root: Path
-    config: RunConfig
-    traces: list[dict[str, Any]]
-    evaluations: dict[str, dict[str, Any]]
-    state: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-
-    @cached_property
-    def evaluated(self) -> list[dict[str, Any]]:
-        """Evaluated candidates, most accurate first; from the checkpoint, or from evaluations.jsonl without one."""
-        done = [c for c in self.state.get("history", []) if c["status"] == "evaluated"]
-        if not self.state:
-            done = [
-                {"id": i, "metrics": r["metrics"], "cost": r.get("cost", {}), "spec": r.get("spec", {}), "summary": ""}
-                for i, r in self.evaluations.items()
-                if r["status"] == "ok"
-            ]
-        return sorted(done, key=lambda c: -c["metrics"]["accuracy"])
-
-    @property
-    def front(self) -> list[str]:
-        analysed = [t for t in self.traces if t.get("agent") == "analyse"]
-        return self.state.get("front") or (analysed[-1].get("front", []) if analysed else [])
-
-
-def load_run(root: Path) -> Run:
-    """The run in `root` (config.yaml must exist); the checkpoint is opened read-only, a search may be writing."""
-    config = RunConfig.load(root / "config.yaml")
-    rundir = RunDir(root)
-    notes: list[str] = []
-    state: dict[str, Any] = {}
-    if rundir.checkpoints.is_file():
-        try:
-            state = read_state(rundir.checkpoints, config.name)
-        except sqlite3.Error as e:
-            notes.append(f"checkpoint unreadable ({e}); candidates come from evaluations.jsonl")
-    return Run(root, config, rundir.read_traces(), rundir.finished_evaluations(), state, notes)
-
-
-def read_state(path: Path, thread: str) -> dict[str, Any]:
-    """The latest SearchState of `thread` in a LangGraph SQLite checkpoint, without building the graph."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-    try:
-        found = SqliteSaver(connection).get_tuple({"configurable": {"thread_id": thread}})
-    finally:
-        connection.close()
-    return dict(found.checkpoint["channel_values"]) if found else {}
-
-
 def write_report(root: Path, out: Path | None = None) -> Path:
     """Render the run in `root` to `out` (default root/report.html), replacing it atomically."""
     out = out or root / "report.html"
@@ -140,10 +75,12 @@ def write_report(root: Path, out: Path | None = None) -> Path:
 
 def render(run: Run) -> str:
     """The page; the script's hash goes into the Content-Security-Policy so no other script can run."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("tinyarch"), autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tinyarch.interfaces"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
     script = (TEMPLATES / "report.js").read_text()
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    costs = [k for k in COST_COLUMNS if any(k in c.get("cost", {}) for c in run.evaluated)]
+    costs = [k for k in COSTS if any(k in c.get("cost", {}) for c in run.evaluated)]
     optimum = nats_optimum(run.config)
     return env.get_template("report.html.j2").render(
         name=run.config.name,
@@ -153,7 +90,7 @@ def render(run: Run) -> str:
         pareto=pareto_figures(run, optimum),
         references=[r.label for r in references(run.config)],
         progress=progress_figure(run, optimum),
-        cost_columns=[(k, COST_COLUMNS[k][0]) for k in costs],
+        cost_columns=[(k, COSTS[k].label) for k in costs],
         leaderboard=leaderboard(run, costs),
         explanations=explanations(run),
         firmware=firmware(run),
@@ -170,7 +107,7 @@ def render(run: Run) -> str:
 def settings(config: RunConfig) -> list[tuple[str, str]]:
     """What the run was asked to do (the report's and the web app's first rows): search, LLM, budget."""
     c = config
-    limits = [f"{COST_COLUMNS[k][0]} ≤ {COST_COLUMNS[k][1](v)}" for k, v in c.limits().items() if v]
+    limits = limit_texts(c.limits(), sign="≤")
     rows = [("search", f"{c.strategy} on {c.space} / {c.dataset}, {c.evaluator} evaluator, batch {c.batch}")]
     if c.strategy == "llm":
         rows.append(("LLM", c.llm))
@@ -229,7 +166,7 @@ def leaderboard(run: Run, costs: list[str]) -> list[dict[str, Any]]:
             "id": c["id"],
             "front": c["id"] in front,
             "accuracy": f"{c['metrics']['accuracy']:.2f}",
-            "costs": [COST_COLUMNS[k][1](c["cost"][k]) if k in c.get("cost", {}) else "-" for k in costs],
+            "costs": [COSTS[k].format(c["cost"][k]) if k in c.get("cost", {}) else "-" for k in costs],
             "iteration": c.get("iteration", "-"),
             "origin": c.get("origin", ""),
             "note": c.get("note", ""),
@@ -296,21 +233,8 @@ def _firmware_row(candidate: str, accuracy: float | None, fw: dict[str, Any]) ->
         "ok": fw.get("status") == "ok",
         "reason": fw.get("reason", ""),
     }
-    if not row["ok"]:
-        return row
-    exact = fw.get("bit_exact_matches")
-    instructions, latency = fw.get("instructions_per_inference"), fw.get("estimated_latency_ms")
-    row["figures"] = [
-        ("board / kernels", f"{fw.get('board')} / {fw.get('kernels')}"),
-        ("flash (text + data)", format_bytes(fw["flash_text"]) if fw.get("flash_text") else "-"),
-        ("weights and tables", format_bytes(fw["weight_bytes"])),
-        ("arena (profiler peak SRAM)", f"{format_bytes(fw['arena'])} ({format_bytes(fw['profiler_peak_sram'])})"),
-        ("TFLM arena: activations / all", f"{format_bytes(fw['tflm_activations'])} / {format_bytes(fw['tflm_arena'])}"),
-        ("instructions per inference", f"{instructions:,}" if instructions else "-"),
-        ("estimated latency at 480 MHz", f"{latency:.1f} ms" if latency else "-"),
-        ("bit-exact vs TFLM", f"{exact}/{fw['bit_exact_images']} images" if exact is not None else "-"),
-        ("val top-1 float / int8", f"{fw['float_val_acc']:.2f} / {fw['int8_val_acc']:.2f} % on {fw['val_images']}"),
-    ]
+    if row["ok"]:
+        row["figures"] = firmware_figures(fw)
     return row
 
 
@@ -370,6 +294,11 @@ def references(config: RunConfig) -> list[Reference]:
     return [r for r in REFERENCES if r.dataset == config.dataset and config.evaluator != "nats"]
 
 
+def plot_axes() -> dict[str, tuple[str, float]]:
+    """The costs plotted against accuracy (report and web app): cost key -> axis unit and the divisor into it."""
+    return {k: c.axis for k, c in COSTS.items() if c.axis}
+
+
 def pareto_figures(run: Run, optimum: float | None) -> list[dict[str, str]]:
     """Accuracy against each plotted cost every candidate has; front, budget and reference points marked."""
     from matplotlib.figure import Figure
@@ -377,7 +306,8 @@ def pareto_figures(run: Run, optimum: float | None) -> list[dict[str, str]]:
     done, front = run.evaluated, set(run.front)
     refs = references(run.config)
     figures = []
-    for cost, (name, unit_name, unit) in PLOT_AXES.items():
+    for cost, (unit_name, unit) in plot_axes().items():
+        name = COSTS[cost].label
         if not done or not all(cost in c.get("cost", {}) for c in done):
             continue
         fig = Figure(figsize=(5.2, 3.8), layout="constrained")
@@ -444,3 +374,11 @@ def _png(fig: Any) -> str:
 
 def _file_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def write_run_report(rundir: RunDir, iteration: int) -> None:
+    """runs/NAME/report.html at the end of a search; a failure is one trace line, never the loss of a finished run."""
+    try:
+        write_report(rundir.root)
+    except Exception as e:
+        rundir.trace("tool", iteration, "report", status="failed", reason=f"{type(e).__name__}: {e}"[:500])

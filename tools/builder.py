@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyarch.spec import LEAKY_RELU_SLOPE, Activation, ArchSpec, Block, BlockType
+from tinyarch.core.spec import LEAKY_RELU_SLOPE, Activation, ArchSpec, Block, BlockType
 
 
 def make_activation(kind: Activation) -> nn.Module:
@@ -98,7 +98,7 @@ class TinyNet(nn.Module):
         )
         last = spec.stages[-1].width
         if spec.head.width:
-            self.head = ConvBNAct(last, spec.head.width, 1, act=spec.head.activation)
+            self.head: nn.Module = ConvBNAct(last, spec.head.width, 1, act=spec.head.activation)
             last = spec.head.width
         else:
             self.head = nn.Identity()
@@ -128,7 +128,9 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
     for block in model.modules():
         if isinstance(block, MobileBlock) and block.residual:
-            nn.init.zeros_(block.project[1].weight)  # residual blocks start as identity
+            bn = block.project[1]
+            assert isinstance(bn, nn.BatchNorm2d)
+            nn.init.zeros_(bn.weight)  # residual blocks start as identity
 
 
 def build_model(spec: ArchSpec, dropout: float = 0.0) -> TinyNet:

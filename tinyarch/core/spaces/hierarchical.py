@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from tinyarch.space import SearchSpace, Violation
-from tinyarch.spec import ArchSpec, BlockType, Head, SpecBase, Stage, Stem
+from tinyarch.core.spaces.base import SearchSpace, Violation
+from tinyarch.core.spec import ArchSpec, BlockType, Head, SpecBase, Stage, Stem
 
 SECTIONS: dict[str, type[BaseModel]] = {"stem": Stem, "stage": Stage, "head": Head}
 """Each choice section of a space and the spec model whose fields it constrains."""
@@ -149,13 +149,6 @@ class HierarchicalSpace(SearchSpace):
             stages=tuple(Stage(**s) for s in stages),
             head=Head(**sub["head"]),
         )
-
-    def cost(self, spec: ArchSpec) -> dict[str, int | float]:
-        """The analytic profiler's totals: MACs, params, int8 flash, peak SRAM, latency estimate."""
-        from tinyarch.tools.profile import profile
-
-        totals = profile(spec).totals()
-        return {k: v for k, v in totals.items() if k in ("macs", "params", "flash", "peak_sram", "latency_ms")}
 
 
 def final_resolution(spec: ArchSpec) -> int:

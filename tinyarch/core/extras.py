@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from tinyarch.core.errors import TinyarchError
+
 MODULES: dict[str, str] = {
     # train: training, distillation, explanation
     "torch": "train",
@@ -50,12 +52,15 @@ INCLUDES: dict[str, tuple[str, ...]] = {"deploy": ("train",), "web": ("llm",)}
 """Extras that bring others with them (pyproject: `deploy = ["tinyarch[train]", ...]`)."""
 
 
-class MissingExtra(ModuleNotFoundError):
+class MissingExtra(TinyarchError, ModuleNotFoundError):
     """A command needs a module of an extra that is not installed."""
 
     def __init__(self, module: str, extra: str):
         super().__init__(f"No module named {module!r}", name=module)
         self.extra = extra
+
+    def lines(self) -> list[str]:
+        return [install_line(self) or str(self)]
 
 
 def install_line(error: BaseException) -> str | None:

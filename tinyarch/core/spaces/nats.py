@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tinyarch.space import SearchSpace, Violation
-from tinyarch.spec import SpecBase
+from tinyarch.core.spaces.base import SearchSpace, Violation
+from tinyarch.core.spec import SpecBase
 
 
 class NatsOp(StrEnum):
@@ -52,7 +52,8 @@ class NatsCell(SpecBase):
         ops = [token.split("~")[0] for node in nodes for token in node]
         if len(ops) != len(EDGES):
             raise ValueError(f"{text!r} is not a NAS-Bench-201 cell string")
-        return cls(num_classes=num_classes, **dict(zip(EDGES, ops, strict=True)))
+        edges: dict[str, Any] = dict(zip(EDGES, ops, strict=True))  # pydantic coerces each str to a NatsOp
+        return cls(num_classes=num_classes, **edges)
 
     def summary(self) -> str:
         return self.arch_string()
@@ -101,7 +102,7 @@ class CellSpace(SearchSpace):
     def build(self, values: dict[str, Any], num_classes: int) -> NatsCell:
         return NatsCell(num_classes=num_classes, **values)
 
-    def cost(self, cell: NatsCell) -> dict[str, int]:
+    def cost(self, cell: NatsCell) -> dict[str, int | float]:
         """MACs (convolutions and the linear layer) and trainable parameters of the whole network."""
         n = self.network
         c, side = n.stem_channels, n.resolution

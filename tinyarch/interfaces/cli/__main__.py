@@ -1,0 +1,5 @@
+"""`python -m tinyarch.interfaces.cli`."""
+
+from tinyarch.interfaces.cli import main
+
+main()

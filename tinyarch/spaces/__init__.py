@@ -1,1 +1,0 @@
-"""Built-in search spaces as YAML package data."""
