@@ -32,11 +32,11 @@ $(SYSTEM_STAMP): $(STAMP)
 
 system: $(SYSTEM_STAMP)
 
-# The embedded LLM (Qwen2.5-Coder-0.5B-Instruct, GGUF), verified by SHA-256, in $$TINYARCH_CACHE/models (default ~/.cache/tinyarch).
+# The embedded LLM (Qwen2.5-Coder-0.5B-Instruct, GGUF), verified by SHA-256, in $TINYARCH_CACHE/models (default ~/.cache/tinyarch).
 model: $(STAMP)
 	$(VENV)/bin/tinyarch model fetch
 
-# QEMU's instruction-count plugin (firmware/qemu), built once into $$TINYARCH_CACHE/qemu-plugin (default ~/.cache/tinyarch).
+# QEMU's instruction-count plugin (firmware/qemu), built once into $TINYARCH_CACHE/qemu-plugin (default ~/.cache/tinyarch).
 qemu-plugin: $(SYSTEM_STAMP)
 	@command -v qemu-system-arm >/dev/null || { echo "no qemu-system-arm: firmware runs on the host board only"; exit 0; }; \
 	$(PY) -c "from tinyarch.tools.deploy.emulator import plugin_path; print(plugin_path())"
