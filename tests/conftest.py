@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,18 @@ from tinyarch.tools.data import Data, load_data
 from tinyarch.tools.train import RECIPES
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def own_home(home: Path) -> dict[str, str]:
+    """The environment of a CLI process with a home and a cache (so a memory) of its own."""
+    return {**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")}
+
+
+def resume_command(runs: Path, name: str) -> list[str]:
+    """`tinyarch search --resume NAME` as a subprocess command line."""
+    return [sys.executable, "-m", "tinyarch.interfaces.cli", "search", "--resume", name, "--runs-dir", str(runs)]
+
+
 EXAMPLES = ROOT / "examples"
 QUICK = RECIPES["proxy"].model_copy(update={"epochs": 1, "batch_size": 32})
 """One short epoch: enough steps for the synthetic data to be learnt."""

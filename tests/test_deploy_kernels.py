@@ -84,11 +84,13 @@ class Quant:
         out = OutputT(op.input_offset, op.output_offset, op.act_min, op.act_max, _ptr(lut, i8p))
         return cls(_i32(ch.mult), _i32(ch.shift), out, lut)
 
-    def channels(self, bias: np.ndarray | None, weight_sums: np.ndarray) -> np.ndarray:
-        """ta_channel_t records of the first len(weight_sums) channels, the input offset folded in."""
-        n = len(weight_sums)
+    def channels(self, bias: np.ndarray | None, weights: np.ndarray, depthwise: bool = False) -> np.ndarray:
+        """ta_channel_t records of the weights' channels (first axis, or last for depthwise), the input
+        offset folded in."""
+        n = weights.shape[-1 if depthwise else 0]
         params = tp.ChannelParams(list(self.mult[:n]), list(self.shift[:n]))
-        return _i32(tp.channel_table(None if bias is None else bias[:n], weight_sums, self.out.input_offset, params))
+        table = tp.channel_table(None if bias is None else bias[:n], weights, depthwise, self.out.input_offset, params)
+        return _i32(table)
 
 
 def _scratch(nbytes: int) -> tuple[np.ndarray, Any]:
@@ -134,7 +136,7 @@ class Kernels:
     ) -> np.ndarray:
         x, w = _i8(x), _i8(w)
         (h, wd, c), (oc, k) = x.shape, w.shape[:2]
-        ch = q.channels(bias, w.reshape(oc, -1).sum(axis=1, dtype=np.int64))
+        ch = q.channels(bias, w)
         out = np.zeros((*out_hw, oc), np.int8)
         nbytes = conv_scratch(k, stride, c)
         buf, scratch = _scratch(nbytes)
@@ -155,7 +157,7 @@ class Kernels:
     ) -> np.ndarray:
         x, w = _i8(x), _i8(w)
         h, wd, c = x.shape
-        ch = q.channels(bias, w.reshape(-1, c).sum(axis=0, dtype=np.int64))
+        ch = q.channels(bias, w, depthwise=True)
         out = np.zeros((*out_hw, c), np.int8)
         nbytes = depthwise_scratch(w.shape[0], stride, out_hw[1])
         buf, scratch = _scratch(nbytes)
@@ -169,7 +171,7 @@ class Kernels:
     ) -> np.ndarray:
         io, w = _i8(x).copy(), _i8(w)
         h, wd, c = io.shape
-        ch = q.channels(bias, w.reshape(-1, c).sum(axis=0, dtype=np.int64))
+        ch = q.channels(bias, w, depthwise=True)
         nbytes = depthwise_scratch(w.shape[0], 1, wd)
         buf, scratch = _scratch(nbytes)
         args = (w.shape[0], *pad, q.out, scratch)
@@ -180,7 +182,7 @@ class Kernels:
     def fully_connected(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, q: Quant) -> np.ndarray:
         x, w = _i8(x.reshape(-1)), _i8(w)
         assert w.shape[1] == x.size
-        ch = q.channels(bias, w.sum(axis=1, dtype=np.int64))
+        ch = q.channels(bias, w)
         out = np.zeros(w.shape[0], np.int8)
         self.lib.ta_fully_connected_s8(
             _ptr(x, i8p), x.size, _ptr(w, i8p), _ptr(ch, i32p), _ptr(out, i8p), w.shape[0], q.out
@@ -843,12 +845,12 @@ def test_cortex_m7_build_matches_reference(tmp_path: Path, libs: dict[str, Kerne
         msg = f"case {case}: {h}x{w}x{c} k{k} s{s} oc{oc}"
         wc = rng.integers(-128, 128, (oc, k, k, c), dtype=np.int8)
         m7.put("w_buf", wc)
-        m7.call(0, geometry, q, q.channels(bias, wc.reshape(oc, -1).sum(axis=1, dtype=np.int64)))
+        m7.call(0, geometry, q, q.channels(bias, wc))
         want = ref.conv(x, wc, bias[:oc], q, s, (pt, pl), (oh, ow))
         np.testing.assert_array_equal(m7.get("out_buf", want.size), want.reshape(-1), msg)
         wd = rng.integers(-128, 128, (k, k, c), dtype=np.int8)
         m7.put("w_buf", wd)
-        m7.call(1, geometry, q, q.channels(bias, wd.reshape(-1, c).sum(axis=0, dtype=np.int64)))
+        m7.call(1, geometry, q, q.channels(bias, wd, depthwise=True))
         want = ref.depthwise(x, wd, bias[:c], q, s, (pt, pl), (oh, ow))
         np.testing.assert_array_equal(m7.get("out_buf", want.size), want.reshape(-1), msg)
         if s == 1:
@@ -857,7 +859,7 @@ def test_cortex_m7_build_matches_reference(tmp_path: Path, libs: dict[str, Kerne
         wf = rng.integers(-128, 128, (oc, w * c), dtype=np.int8)
         m7.put("in_buf", x)
         m7.put("w_buf", wf)
-        m7.call(3, [w * c, oc], q, q.channels(bias, wf.sum(axis=1, dtype=np.int64)))
+        m7.call(3, [w * c, oc], q, q.channels(bias, wf))
         want = ref.fully_connected(x[0], wf, bias[:oc], q)
         np.testing.assert_array_equal(m7.get("out_buf", want.size), want, msg)
         y = rng.integers(-128, 128, (h, w, c), dtype=np.int8)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import own_home, resume_command
 from tests.test_llm import ScriptedBackend
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.designer import LLMDesigner, ScreenedPool
@@ -180,7 +180,6 @@ def test_fuzzed_llm_answers_never_crash_the_run(answers: list[str], tmp_path_fac
 
 
 def _search(tmp_path: Path, name: str) -> subprocess.Popen:
-    home = tmp_path / f"home-{name}"
     return subprocess.Popen(
         [
             sys.executable,
@@ -201,7 +200,7 @@ def _search(tmp_path: Path, name: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")},  # a memory of its own
+        env=own_home(tmp_path / f"home-{name}"),  # a memory of its own
     )
 
 
@@ -220,22 +219,12 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     done_at_kill = len(evaluations.read_text().splitlines())
     assert 40 <= done_at_kill < 120
 
-    home = tmp_path / "home-victim"
     resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tinyarch.interfaces.cli",
-            "search",
-            "--resume",
-            "victim",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-        ],
+        resume_command(tmp_path / "runs", "victim"),
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")},
+        env=own_home(tmp_path / "home-victim"),
     )
     assert resumed.returncode == 0, resumed.stderr
     ids = [json.loads(line)["id"] for line in evaluations.read_text().splitlines()]

@@ -9,7 +9,6 @@ pyproject's package-dir, which neither tool follows in an editable install; a co
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +21,6 @@ from tests.test_packaging import clone_files
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("installs the package from a git checkout's files")
     source = clone_files(tmp_path_factory.mktemp("source"))
     site = tmp_path_factory.mktemp("site")
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "--target"]

@@ -155,6 +155,8 @@ def test_an_import_inside_a_command_names_its_extra(tmp_path: Path) -> None:
 
 def clone_files(dest: Path) -> Path:
     """The files a clone of this checkout has (tracked, or new and not ignored), copied to `dest`."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout: a clone's files are git's tracked and unignored ones")
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -171,8 +173,6 @@ def clone_files(dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("builds the wheel from a git checkout's files")
     source = clone_files(tmp_path_factory.mktemp("source"))
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run(

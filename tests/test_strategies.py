@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import own_home, resume_command
 from tinyarch.agents.moves import edit, neighbours, overshoot, repair
 from tinyarch.agents.runner import run_search
 from tinyarch.core.budget import breaches
@@ -101,8 +102,7 @@ def test_local_search_walks_from_its_incumbent(tmp_path: Path) -> None:
 def _search(tmp_path: Path, name: str, strategy: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "tinyarch.interfaces.cli", "search", "--name", name, "--strategy", strategy]
     command += ["--budget-evals", "60", "--batch", "4", "--runs-dir", str(tmp_path / "runs")]
-    home = tmp_path / f"home-{name}"  # a memory of its own
-    env = {**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")}
+    env = own_home(tmp_path / f"home-{name}")  # a memory of its own
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -120,19 +120,10 @@ def test_kill_and_resume_gives_the_uninterrupted_search(strategy: str, tmp_path:
     straight = _search(tmp_path, "straight", strategy)
     assert straight.wait(timeout=300) == 0, straight.stderr.read()
 
-    command = [
-        sys.executable,
-        "-m",
-        "tinyarch.interfaces.cli",
-        "search",
-        "--resume",
-        "victim",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-    ]
-    home = tmp_path / "home-victim"
-    env = {**os.environ, "HOME": str(home), "TINYARCH_CACHE": str(home / "cache")}
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    env = own_home(tmp_path / "home-victim")
+    resumed = subprocess.run(
+        resume_command(tmp_path / "runs", "victim"), capture_output=True, text=True, timeout=300, env=env
+    )
     assert resumed.returncode == 0, resumed.stderr
     ids = [json.loads(line)["id"] for line in evaluations.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 60  # nothing evaluated twice, nothing lost

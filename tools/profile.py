@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 from pydantic import BaseModel
 
-from tinyarch.core.budget import Budget, BudgetBreach, breaches
+from tinyarch.core.budget import COSTS, Budget, BudgetBreach, breaches
 from tinyarch.core.spaces import SearchSpace
 from tinyarch.core.spec import ArchSpec, SpecBase
 from tinyarch.tools.memory_plan import MemoryPlan, plan_memory
@@ -215,14 +215,10 @@ def check_budget(prof: Profile, budget: Budget) -> list[BudgetBreach]:
     return breaches(measured, {"peak_sram": budget.sram, "flash": budget.flash, "macs": budget.macs})
 
 
-COST_TOTALS = ("macs", "params", "flash", "peak_sram", "latency_ms")
-"""The profiler totals that a candidate's costs carry."""
-
-
 def candidate_cost(space: SearchSpace, spec: SpecBase) -> dict[str, int | float]:
     """A candidate's analytic costs before any training: the profiler's totals for a network spec,
     the space's closed form for anything it does not lower (NATS cells)."""
     if isinstance(spec, ArchSpec):
         totals = profile(spec).totals()
-        return {k: v for k, v in totals.items() if k in COST_TOTALS and isinstance(v, int | float)}
+        return {k: v for k, v in totals.items() if k in COSTS and isinstance(v, int | float)}
     return space.cost(spec)

@@ -109,16 +109,12 @@ def _weights_and_channels(w: _Writer, name: str, b: BoundOp) -> tuple[str, str]:
     fully connected op."""
     x, weights = b.inputs[0], b.inputs[1]
     assert b.main is not None and weights.data is not None
-    if b.main.opcode == "DEPTHWISE_CONV_2D":  # [1, k, k, c]
-        sums = weights.data.reshape(-1, weights.shape[-1]).sum(axis=0, dtype=np.int64)
-    else:  # [out, ..., in]
-        sums = weights.data.reshape(weights.shape[0], -1).sum(axis=1, dtype=np.int64)
     bias = b.inputs[2].data if len(b.inputs) > 2 else None  # the converter drops an all-zero bias
     if b.main.opcode == "FULLY_CONNECTED":
         p = tflm_params.fc_output_params(x.scale, weights.scales, b.raw_output.scale, weights.shape[0])
     else:
         p = tflm_params.conv_output_params(x.scale, weights.scales, b.raw_output.scale)
-    table = tflm_params.channel_table(bias, sums, -x.zero_point, p)
+    table = tflm_params.channel_table(bias, weights.data, b.main.opcode == "DEPTHWISE_CONV_2D", -x.zero_point, p)
     return w.array(f"{name}_w", "int8_t", weights.data), w.records(f"{name}_c", "ta_channel_t", table)
 
 

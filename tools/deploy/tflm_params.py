@@ -255,19 +255,22 @@ def mean_params(
 
 
 def channel_table(
-    bias: np.ndarray | None, weight_sums: np.ndarray, input_offset: int, params: ChannelParams
+    bias: np.ndarray | None, weights: np.ndarray, depthwise: bool, input_offset: int, params: ChannelParams
 ) -> np.ndarray:
     """ta_channel_t records (bias, mult, shift), one row per output channel, int32.
 
-    The bias has input_offset * (sum of the channel's weights) folded in, wrapping modulo 2^32 as
-    the kernels' accumulators do, so a kernel that reads padding as the input zero point sums
-    exactly TFLM's value without adding the offset to every input. A per-tensor `params` (one
-    entry) is repeated for every channel.
+    `weights` are output channel first ([out, ..., in]: conv, fully connected) or, for a depthwise
+    conv, channel last ([..., c]). The bias has input_offset * (sum of the channel's weights) folded
+    in, wrapping modulo 2^32 as the kernels' accumulators do, so a kernel that reads padding as the
+    input zero point sums exactly TFLM's value without adding the offset to every input. A
+    per-tensor `params` (one entry) is repeated for every channel.
     """
+    w = np.asarray(weights, np.int64)
+    weight_sums = w.reshape(-1, w.shape[-1]).sum(axis=0) if depthwise else w.reshape(w.shape[0], -1).sum(axis=1)
     n = len(weight_sums)
     mult, shift = (params.mult * n, params.shift * n) if len(params.mult) == 1 else (params.mult, params.shift)
     raw = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
-    folded = (raw + int(input_offset) * np.asarray(weight_sums, np.int64)).astype(np.uint32).view(np.int32)
+    folded = (raw + int(input_offset) * weight_sums).astype(np.uint32).view(np.int32)
     return np.stack([folded, np.asarray(mult, np.int32), np.asarray(shift, np.int32)], axis=1)
 
 
