@@ -1,15 +1,21 @@
-"""What every node needs besides the state: the space, evaluator, executor, strategy, memory, LLM and run directory."""
+"""What every node needs besides the state: the space, evaluator, executor, strategy, memory, LLM, run directory
+and the run's history."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from langgraph.config import get_stream_writer
+
+from tinyarch.agents.history import History
 from tinyarch.agents.llm import StructuredLLM
 from tinyarch.core.budget import cost_figures, limit_texts
 from tinyarch.core.config import RunConfig
+from tinyarch.core.outage import OutageEvent
 from tinyarch.core.rundir import RunDir
 from tinyarch.core.spaces import SearchSpace
 from tinyarch.memory.store import Memory
@@ -30,10 +36,24 @@ class SearchContext:
     executor: Executor | None = None
     """Runs the evaluator on each batch; None: in this process."""
     started: float = field(default_factory=time.time)
+    iteration: int = 0
+    """The iteration of the node running now (set as each node starts), for the traces of server outages."""
+    history: History = field(init=False)
 
     def __post_init__(self) -> None:
         if self.executor is None:
             self.executor = LocalExecutor(self.evaluator)
+        for outage in (self.llm and self.llm.outage, self.memory and self.memory.outage):
+            if outage:
+                outage.report = self.report_outage
+        self.history = History(self.rundir)
+
+    def report_outage(self, event: OutageEvent) -> None:
+        """Trace each wait for a server and its recovery, and tell the live view (through the running node's
+        stream as `{"outage": record}`)."""
+        self.rundir.trace("tool", self.iteration, "outage", **event.record())
+        with contextlib.suppress(RuntimeError):  # outside a graph node there is no stream
+            get_stream_writer()({"outage": event.record()})
 
     @property
     def limits(self) -> dict[str, float | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinyarch.agents.context import SearchContext, describe
-from tinyarch.agents.state import Advice, SearchState, evaluated
+from tinyarch.agents.state import Advice, RunView, evaluated
 from tinyarch.prompts import render
 
 SCHEMA: dict[str, Any] = {
@@ -23,7 +23,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def critique(ctx: SearchContext, state: SearchState) -> Advice | None:
+def critique(ctx: SearchContext, state: RunView) -> Advice | None:
     """Structured advice, or None when the LLM gave no valid answer (the failure is in the traces)."""
     assert ctx.llm is not None
     iteration = state.get("iteration", 0)

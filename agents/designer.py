@@ -7,7 +7,7 @@ One design step:
    `screened` strategy, the ablation that shows what the LLM itself adds);
 2. each idea becomes a spec; one that breaks the budget is repaired to the nearest feasible spec
    (`moves.repair`), and the next prompt says what the repair changed;
-3. the pool keeps only specs new to the run, the batch and memory, before anything is spent; classic
+3. the pool keeps only specs new to the run and the batch, before anything is spent (memory's are recalled); classic
    moves (the incumbent's neighbours, then random specs) top it up, so the search never stalls;
 4. the screen ranks the pool: the surrogate ensemble's upper confidence bound once enough candidates
    are evaluated, before that a cheap prior (the profiler's MACs: more compute within the budget);
@@ -26,7 +26,7 @@ import numpy as np
 
 from tinyarch.agents.context import SearchContext, describe
 from tinyarch.agents.moves import edit, neighbours, overshoot, repair, unchecked
-from tinyarch.agents.state import Proposal, SearchState, evaluated
+from tinyarch.agents.state import Proposal, RunView, evaluated
 from tinyarch.agents.strategies import Admission, accuracy, best_of, seeded, ucb
 from tinyarch.core.spaces import SpecError
 from tinyarch.prompts import render
@@ -66,11 +66,11 @@ class Proposer(Protocol):
     strategy: str
 
     def ideas(
-        self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int, attempt: int
+        self, ctx: SearchContext, state: RunView, shown: list[dict[str, Any]], edits: int, attempt: int
     ) -> list[Idea]: ...
 
 
-def shown_candidates(state: SearchState) -> list[dict[str, Any]]:
+def shown_candidates(state: RunView) -> list[dict[str, Any]]:
     """The most accurate evaluated candidates, best last (the order the Designer reads them in)."""
     return sorted(evaluated(state), key=accuracy)[-HISTORY_SHOWN:]
 
@@ -119,7 +119,7 @@ class LLMDesigner:
         return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
     def messages(
-        self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int
+        self, ctx: SearchContext, state: RunView, shown: list[dict[str, Any]], edits: int
     ) -> list[dict[str, str]]:
         """Static parts first (task and budget), so llama.cpp reuses the cached prefix across calls."""
         advice = state.get("advice") or {}
@@ -154,7 +154,7 @@ class LLMDesigner:
         return [{"role": "system", "content": render("designer_system")}, {"role": "user", "content": user}]
 
     def ideas(
-        self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int, attempt: int
+        self, ctx: SearchContext, state: RunView, shown: list[dict[str, Any]], edits: int, attempt: int
     ) -> list[Idea]:
         assert ctx.llm is not None
         iteration = state.get("iteration", 0)
@@ -185,7 +185,7 @@ class RandomEditor:
     strategy = "screened"
 
     def ideas(
-        self, ctx: SearchContext, state: SearchState, shown: list[dict[str, Any]], edits: int, attempt: int
+        self, ctx: SearchContext, state: RunView, shown: list[dict[str, Any]], edits: int, attempt: int
     ) -> list[Idea]:
         rng = seeded(ctx, self.strategy, state, attempt, "ideas")
         slots = [(p, c) for p, c in ctx.space.slots() if p not in ctx.fixed_fields()]
@@ -206,7 +206,7 @@ class ScreenedPool:
     def __init__(self, proposer: Proposer):
         self.proposer, self.name = proposer, proposer.strategy
 
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+    def propose(self, ctx: SearchContext, state: RunView, n: int, attempt: int) -> list[Proposal]:
         shown, admission = shown_candidates(state), Admission(ctx, state)
         pool = admitted(ctx, state, admission, self.proposer.ideas(ctx, state, shown, EDITS_PER_BATCH * n, attempt))
         top_up = admitted(ctx, state, admission, fallback(ctx, state, attempt), POOL_PER_BATCH * n - len(pool))
@@ -214,7 +214,7 @@ class ScreenedPool:
 
 
 def admitted(
-    ctx: SearchContext, state: SearchState, admission: Admission, ideas: Iterable[Idea], want: int | None = None
+    ctx: SearchContext, state: RunView, admission: Admission, ideas: Iterable[Idea], want: int | None = None
 ) -> list[tuple[Any, str]]:
     """(spec, origin) for each idea that is valid, within the budget once repaired, and new; at most `want`."""
     limits, out = ctx.limits_now(state), []
@@ -242,7 +242,7 @@ def admitted(
     return out
 
 
-def fallback(ctx: SearchContext, state: SearchState, attempt: int) -> Iterator[Idea]:
+def fallback(ctx: SearchContext, state: RunView, attempt: int) -> Iterator[Idea]:
     """Classic moves, drawn as needed: the incumbent's neighbours in a seeded order, then random specs. The
     draws are seeded alike for `llm` and its ablation, so at the same history the two differ only in ideas."""
     done = evaluated(state)
@@ -256,7 +256,7 @@ def fallback(ctx: SearchContext, state: SearchState, attempt: int) -> Iterator[I
         yield Idea("fallback: random", spec=ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields()))
 
 
-def screen_pool(ctx: SearchContext, state: SearchState, pool: list[tuple[Any, str]], n: int) -> list[Proposal]:
+def screen_pool(ctx: SearchContext, state: RunView, pool: list[tuple[Any, str]], n: int) -> list[Proposal]:
     """The `n` best of the pool by the surrogate's UCB, or by the cost prior while the history is short."""
     if not pool:
         return []

@@ -1,16 +1,19 @@
 """The LangGraph state machine of one search.
 
 ```
-human -> design -> check -> evaluate -> analyse -> critique -> remember -> human ...   (stop -> finalize)
-                     |  no candidate survived: back to design with the reasons (bounded attempts)
+recall -> human -> design -> check -> evaluate -> analyse -> critique -> remember -> human ...   (stop -> finalize)
+                              |  no candidate survived: back to design with the reasons (bounded attempts)
 ```
+`recall` starts a run with the front of what memory knows under the same evaluator settings, and
+`check` recalls any other proposal memory already holds: both enter the history at no budget cost.
 `human` applies what the user sent through `tinyarch chat` (the run's inbox) before each design
 step: directives for the prompts, budget limits for the checks, pause, resume and stop.
 Nodes read the `SearchContext` (space, evaluator, executor, strategy, memory, LLM, run directory) by
-closure and return only what they add to the `SearchState`. Every LLM call and every tool
-result is written to the run's traces; LangGraph's SQLite checkpointer stores the state after
-every node, so a killed run resumes at the node it was in, and finished evaluations are read back
-from `evaluations.jsonl` instead of being run again.
+closure and return only what they add to the `SearchState`; candidates go to the run's `History`
+(once, on disk) and the state keeps only its length. Every LLM call and every tool result is
+written to the run's traces; LangGraph's SQLite checkpointer stores the small state after every
+node, so a killed run resumes at the node it was in, and finished evaluations are read back from
+`evaluations.jsonl` instead of being run again.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ from langgraph.graph import END, START, StateGraph
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.critic import critique
 from tinyarch.agents.directives import tighten
-from tinyarch.agents.state import Outcome, SearchState, evaluated
+from tinyarch.agents.state import HYPERVOLUME_WINDOW, Outcome, SearchState, evaluated
 from tinyarch.core.budget import breaches
 from tinyarch.core.spaces import SpecError
+from tinyarch.memory.store import Evaluated
 from tinyarch.tools.pareto import analyse
 from tinyarch.tools.profile import candidate_cost
 
 ACTIVITY = {
+    "recall": "recalling what memory knows",
     "human": "reading the user's messages",
     "check": "checking and profiling the proposals",
     "evaluate": "evaluating",
@@ -57,30 +62,77 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
     """The compiled graph; `checkpointer` (e.g. a SqliteSaver) makes it resumable."""
     space, config, rundir = ctx.space, ctx.config, ctx.rundir
 
+    def recall(state: SearchState) -> dict[str, Any]:
+        """A new run starts from the front of the architectures memory holds under the same evaluator
+        settings (within this run's budget), so it never lacks the best ones already known."""
+        ctx.history.sync(state.get("history_len", 0))
+        if ctx.memory is None or ctx.history.records:
+            return {}
+        known = []
+        for item in ctx.memory.known(space, ctx.evaluator.settings_key):
+            try:
+                spec = space.parse(item.spec)
+            except SpecError:
+                continue  # the space changed since
+            cost = candidate_cost(space, spec)
+            if item.status == "ok" and not breaches(cost, ctx.limits):
+                known.append((spec, item, cost))
+        front = analyse([{"accuracy": item.metrics["accuracy"], **cost} for _, item, cost in known], ctx.limits).front
+        recalled = [
+            Outcome(
+                id=spec.id,
+                spec=spec.model_dump(mode="json", exclude={"name"}),
+                summary=spec.summary(),
+                iteration=0,
+                position=position,
+                source="memory",
+                origin="memory front",
+                status="evaluated",
+                cost=cost,
+                metrics=item.metrics,
+                recalled=item.run,
+            ).model_dump()
+            for position, (spec, item, cost) in enumerate(known[i] for i in front)
+        ]
+        rundir.trace("tool", 0, "recall", known=len(known), recalled=[c["id"] for c in recalled])
+        if not recalled:
+            return {}
+        return {"history_len": ctx.history.append(recalled), "progressed": 0}
+
     def design(state: SearchState) -> dict[str, Any]:
+        view = ctx.history.view(state)
         iteration, attempt = state.get("iteration", 0), state.get("design_attempts", 0)
-        remaining = config.budget_evals - _evaluations_used(state)
-        proposed = ctx.strategy.propose(ctx, state, config.batch, attempt)[: max(remaining, 1)]
+        remaining = config.budget_evals - state.get("spent", 0)
+        proposed = ctx.strategy.propose(ctx, view, config.batch, attempt)[: max(remaining, 1)]
         proposals = [p.model_dump() for p in proposed]
         rundir.trace("tool", iteration, "design", strategy=ctx.strategy.name, attempt=attempt, proposals=proposals)
         return {"pending": proposals, "design_attempts": attempt + 1}
 
     def check(state: SearchState) -> dict[str, Any]:
-        """Validate, deduplicate (run history, this batch, memory) and profile; reject before any training."""
+        """Validate, deduplicate (run history, this batch), profile and reject before any training; recall
+        what memory holds under the same evaluator settings instead of evaluating it again."""
+        ctx.history.sync(state.get("history_len", 0))
         iteration, attempt = state.get("iteration", 0), state.get("design_attempts", 1) - 1
         base = {"iteration": iteration, "attempt": attempt, "source": ctx.strategy.name}
-        seen = {c["id"] for c in state.get("history", [])}
-        accepted, rejected = [], []
+        seen = set(ctx.history.ids)
+        accepted, decided = [], []
         for position, proposal in enumerate(state.get("pending", [])):
             provenance = {"position": position, "origin": proposal["origin"], "note": proposal["note"]}
             outcome = checked(proposal["spec"], seen, {**base, **provenance}, ctx.limits_now(state))
+            seen.add(outcome.id)
             if outcome.status == "pending":
-                seen.add(outcome.id)
                 accepted.append(outcome.model_dump())
-            else:
-                rundir.trace("tool", iteration, "check", id=outcome.id, status="rejected", reason=outcome.reason)
-                rejected.append(outcome.model_dump())
-        return {"pending": accepted, "rejected": rejected, "history": rejected}
+                continue
+            details = {"recalled": outcome.recalled} if outcome.recalled else {"reason": outcome.reason}
+            rundir.trace("tool", iteration, "check", id=outcome.id, status=outcome.status, **details)
+            decided.append(outcome.model_dump())
+        rejected = [c for c in decided if c["status"] == "rejected"]
+        update: dict[str, Any] = {"pending": accepted, "rejected": rejected}
+        if decided:
+            update["history_len"] = ctx.history.append(decided)
+        if len(rejected) < len(decided):
+            update["progressed"] = iteration
+        return update
 
     def checked(raw: Any, seen: set[str], base: dict[str, Any], limits: dict[str, float | None]) -> Outcome:
         try:
@@ -103,12 +155,15 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         )
         if spec.id in seen:
             return outcome.model_copy(update={"status": "rejected", "reason": "duplicate of an earlier candidate"})
-        if ctx.memory is not None and ctx.memory.seen(space, spec.id, config.dataset):
-            return outcome.model_copy(update={"status": "rejected", "reason": "already evaluated in an earlier run"})
-        cost = candidate_cost(space, spec)
-        broken = breaches(cost, limits)
-        status = "rejected" if broken else "pending"
-        return outcome.model_copy(update={"cost": cost, "status": status, "reason": "; ".join(map(str, broken))})
+        outcome.cost = candidate_cost(space, spec)
+        broken = breaches(outcome.cost, limits)
+        if broken:
+            return outcome.model_copy(update={"status": "rejected", "reason": "; ".join(map(str, broken))})
+        known = ctx.memory.recall(space, spec.id, ctx.evaluator.settings_key) if ctx.memory is not None else None
+        if known is not None:
+            status = "evaluated" if known.status == "ok" else "failed"
+            return outcome.model_copy(update={"status": status, "metrics": known.metrics, "recalled": known.run})
+        return outcome
 
     def after_check(state: SearchState) -> str:
         if state.get("pending"):
@@ -118,6 +173,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
     def evaluate(state: SearchState) -> dict[str, Any]:
         """Hand the batch to the executor and record each result as it arrives; after a kill, the
         candidates already in evaluations.jsonl are read back, not evaluated again."""
+        ctx.history.sync(state.get("history_len", 0))
         iteration, pending = state.get("iteration", 0), state.get("pending", [])
         finished = rundir.finished_evaluations()
         records = {c["id"]: finished[c["id"]] for c in pending if c["id"] in finished}
@@ -144,16 +200,22 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
             record = records[candidate["id"]]
             status = "evaluated" if record["status"] == "ok" else "failed"
             results.append({**candidate, "status": status, "metrics": record["metrics"], "reason": record["reason"]})
-        return {"history": results, "pending": []}
+        return {
+            "history_len": ctx.history.append(results),
+            "spent": state.get("spent", 0) + len(results),
+            "progressed": iteration,
+            "pending": [],
+        }
 
     def analyse_node(state: SearchState) -> dict[str, Any]:
-        done = evaluated(state)
+        done = evaluated(ctx.history.view(state))
         points = [{"accuracy": c["metrics"]["accuracy"], **c["cost"]} for c in done]
         result = analyse(points, ctx.limits)
         front = [done[i]["id"] for i in result.front]
         iteration = state.get("iteration", 0)
         rundir.trace("tool", iteration, "analyse", front=front, hypervolume=result.hypervolume)
-        update: dict[str, Any] = {"front": front, "hypervolume": [result.hypervolume]}
+        volumes = [*state.get("hypervolume", []), result.hypervolume][-HYPERVOLUME_WINDOW:]
+        update: dict[str, Any] = {"front": front, "hypervolume": volumes}
         if config.strategy == "llm" and config.use_explanations:  # only the agents read them
             update["explanation"] = explain(done, front)
             rundir.trace("tool", iteration, "explain", summary=update["explanation"])
@@ -171,8 +233,8 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         return text
 
     def critique_node(state: SearchState) -> dict[str, Any]:
-        iteration = state.get("iteration", 0)
-        used = _evaluations_used(state)
+        view = ctx.history.view(state)
+        iteration, used = state.get("iteration", 0), state.get("spent", 0)
         stop_reason = ""
         if used >= config.budget_evals:
             stop_reason = f"evaluation budget spent ({used} of {config.budget_evals})"
@@ -180,11 +242,11 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
             stop_reason = f"time budget of {config.budget_time:.0f} s spent"
         elif config.max_iterations and iteration + 1 >= config.max_iterations:
             stop_reason = f"iteration limit {config.max_iterations} reached (--max-iterations)"
-        elif idle_iterations(state) >= IDLE_ITERATIONS:
+        elif iteration - state.get("progressed", -1) >= IDLE_ITERATIONS:
             stop_reason = f"no new candidate could be evaluated in {IDLE_ITERATIONS} iterations in a row"
         update: dict[str, Any] = {}
         if ctx.llm is not None and config.strategy == "llm" and not stop_reason and critic_due(state):
-            advice = critique(ctx, state)
+            advice = critique(ctx, view)
             update["critiqued"] = {"iteration": iteration, "front": state.get("front", [])}
             if advice is not None:
                 update["advice"] = advice.model_dump()
@@ -202,16 +264,15 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
     def remember(state: SearchState) -> dict[str, Any]:
         iteration = state.get("iteration", 0)
         if ctx.memory is not None:
-            for c in state.get("history", []):
-                if c["iteration"] == iteration and c["status"] in ("evaluated", "failed"):
-                    ctx.memory.remember(
-                        space,
-                        space.parse(c["spec"]),
-                        {**c["metrics"], **c["cost"]},
-                        config.dataset,
-                        config.name,
-                        c["status"],
-                    )
+            ctx.history.sync(state.get("history_len", 0))
+            evaluated = [
+                Evaluated(
+                    space.parse(c["spec"]), c["metrics"], c["cost"], "ok" if c["status"] == "evaluated" else "failed"
+                )
+                for c in ctx.history.this_iteration(iteration)
+                if c["status"] in ("evaluated", "failed") and not c["recalled"]
+            ]
+            ctx.memory.remember(space, ctx.evaluator.settings_key, config.dataset, config.name, evaluated)
             advice = state.get("advice") or {}
             if advice.get("advice"):
                 lesson = f"{advice['advice']} Why: {advice.get('why', '')}"
@@ -253,7 +314,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
 
     def finalize(state: SearchState) -> dict[str, Any]:
         """The front's top-k get the full recipe (and KD when a teacher is given); table lookups need none."""
-        done = {c["id"]: c for c in evaluated(state)}
+        done = {c["id"]: c for c in evaluated(ctx.history.view(state))}
         final = [done[i] for i in state.get("front", [])[: max(config.final_top_k, 0)]]
         trained = []
         for candidate in final:
@@ -270,6 +331,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
         return {"final": trained}
 
     graph = StateGraph(SearchState)
+    graph.add_node("recall", recall)
     graph.add_node("design", design)
     graph.add_node("check", check)
     graph.add_node("evaluate", evaluate)
@@ -278,7 +340,8 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
     graph.add_node("remember", remember)
     graph.add_node("human", human)
     graph.add_node("finalize", finalize)
-    graph.add_edge(START, "human")
+    graph.add_edge(START, "recall")
+    graph.add_edge("recall", "human")
     graph.add_conditional_edges("human", after_human, ["design", "finalize"])
     graph.add_edge("design", "check")
     graph.add_conditional_edges("check", after_check, ["evaluate", "design", "analyse"])
@@ -317,17 +380,3 @@ def activity(node: str, strategy: str) -> str:
     if node == "design":
         return "Designer proposing" if strategy == "llm" else f"{strategy} proposing"
     return ACTIVITY.get(node, node)
-
-
-def idle_iterations(state: SearchState) -> int:
-    """Iterations in a row, up to this one, in which nothing was evaluated."""
-    return state.get("iteration", 0) - max((c["iteration"] for c in _spent(state)), default=-1)
-
-
-def _evaluations_used(state: SearchState) -> int:
-    return len(_spent(state))
-
-
-def _spent(state: SearchState) -> list[dict[str, Any]]:
-    """The candidates that cost an evaluation: evaluated or failed."""
-    return [c for c in state.get("history", []) if c["status"] in ("evaluated", "failed")]

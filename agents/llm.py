@@ -4,8 +4,9 @@
 picks the provider. `StructuredLLM.ask` sends a chat constrained by a JSON Schema, parses the
 answer, checks it against the schema and an optional domain validator, and on failure returns
 the exact errors to the model for a bounded number of retries. Every attempt becomes an `LLMCall`
-trace, whether it succeeded or not. Transport failures (server down, timeout) are retried with
-exponential backoff, then raised as `LLMUnavailable`; they never hang.
+trace, whether it succeeded or not. While the server is unreachable (refused, timeout, HTTP 5xx) the
+call waits with bounded back-off (`tinyarch.core.outage`), up to `outage_wait_s`, then raises
+`ServiceDown`; it never hangs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel
 
-from tinyarch.agents.backends.base import ChatBackend, LLMUnavailable, Message
+from tinyarch.agents.backends.base import ChatBackend, LLMUnreachable, Message
+from tinyarch.core.outage import Outage
 
 Validator = Callable[[Any], list[str]]
 
@@ -76,12 +78,18 @@ class StructuredLLM:
         backend: ChatBackend,
         retries: int = 3,
         temperature: float = 0.7,
-        transport_retries: int = 3,
-        backoff_s: float = 1.0,
+        outage_wait_s: float = 8.0,
     ):
+        """`outage_wait_s`: how long a call waits for an unreachable server; a search sets its `outage_wait`,
+        the chat keeps the short default because someone is waiting for the answer."""
         self.backend = backend
         self.retries, self.temperature = retries, temperature
-        self.transport_retries, self.backoff_s = transport_retries, backoff_s
+        service = f"the LLM server at {backend.server}" if backend.server else backend.name
+        self.outage = Outage(service, _unreachable, outage_wait_s)
+
+    def probe(self) -> None:
+        """At start-up: `ServiceDown` at once when the server does not answer."""
+        self.outage.probe(self.backend.probe)
 
     def ask(
         self,
@@ -127,16 +135,7 @@ class StructuredLLM:
         return None, calls
 
     def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int | None) -> Any:
-        delay = self.backoff_s
-        for attempt in range(self.transport_retries + 1):
-            try:
-                return self.backend.complete(messages, schema, self.temperature, seed)
-            except (LLMUnavailable, TimeoutError, ConnectionError, OSError) as e:
-                if attempt == self.transport_retries:
-                    raise LLMUnavailable(f"{self.backend.name}: {e} (after {attempt + 1} tries)") from None
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+        return self.outage.call(lambda: self.backend.complete(messages, schema, self.temperature, seed))
 
     @staticmethod
     def _check(text: str, schema: dict[str, Any], validate: Validator | None) -> tuple[list[str], Any | None]:
@@ -149,3 +148,8 @@ class StructuredLLM:
         if not errors and validate is not None:
             errors = validate(data)
         return errors, data
+
+
+def _unreachable(error: Exception) -> bool:
+    """The server's transport failures; a missing model or a bad request is not worth waiting for."""
+    return isinstance(error, LLMUnreachable | TimeoutError | ConnectionError)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from langgraph.checkpoint.sqlite import SqliteSaver
+
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.graph import build_graph
 from tinyarch.core.config import RunConfig
@@ -17,6 +19,8 @@ from tinyarch.core.spaces import load_space
 from tinyarch.tools.executors import Executor, LocalExecutor, RayExecutor
 
 NATS_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
+KEEP_CHECKPOINTS = 20
+"""Checkpoints kept per run: the newest is what a resume needs; a few more help inspect the last steps."""
 RECURSION_LIMIT = 100_000
 """LangGraph counts node steps; a long search takes many (about 6 per iteration)."""
 
@@ -82,10 +86,28 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
     }
     llm = None
     if config.strategy == "llm":
-        llm = StructuredLLM(make_backend(config.llm, config.llm_url, seed=config.seed))
-    memory = Memory(url=config.memory_url) if config.memory_url else Memory(config.memory_path)
+        backend = make_backend(config.llm, config.llm_url, seed=config.seed)
+        llm = StructuredLLM(backend, outage_wait_s=config.outage_wait)
+        llm.probe()  # an unreachable server fails the command now, not after the outage wait
+    memory = None
+    if config.memory == "on":
+        memory = Memory(config.memory_path, config.memory_url, config.outage_wait)
     strategy = strategies[config.strategy]()
     return SearchContext(config, space, evaluator, strategy, rundir, num_classes, in_channels, memory, llm, executor)
+
+
+class RunCheckpoints(SqliteSaver):
+    """LangGraph's SQLite checkpointer that keeps only a run's newest checkpoints: a resume needs only the
+    latest, so the database stays the same size however long the run (SQLite reuses the freed pages)."""
+
+    def prune(self, thread: str, keep: int = KEEP_CHECKPOINTS) -> None:
+        newest = "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY checkpoint_id DESC LIMIT ?"
+        with self.cursor() as cursor:
+            for table in ("checkpoints", "writes"):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id NOT IN ({newest})",
+                    (thread, thread, keep),
+                )
 
 
 def make_executor(config: RunConfig, evaluator: Any) -> Executor:
@@ -101,11 +123,13 @@ def run_search(
     resume: str | None = None,
     on_update: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a new search (`config`) or continue a killed one (`resume=NAME`); returns the final state.
+    """Run a new search (`config`) or continue a killed one (`resume=NAME`); returns the final state with
+    the run's history.
 
     `on_update(node, update)` sees each node's update as it finishes, `on_update("start", {"node": node})`
-    as a node starts, and each trial's progress within the evaluate node as
-    `on_update("trial", TrialEvent.progress(...))`.
+    as a node starts, each trial's progress within the evaluate node as
+    `on_update("trial", TrialEvent.progress(...))`, and each wait for an unreachable server and its recovery
+    as `on_update("outage", OutageEvent.record())`.
     """
     if resume:
         rundir = RunDir(runs_root / resume)
@@ -126,24 +150,34 @@ def run_search(
         raise RunExists(f"run {config.name!r} is already being searched" + (f" (pid {pid})" if pid else ""))
     connection = sqlite3.connect(str(rundir.checkpoints), check_same_thread=False)
     try:
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        graph = build_graph(ctx, SqliteSaver(connection))
+        checkpoints = RunCheckpoints(connection)
+        graph = build_graph(ctx, checkpoints)
         run_config = {"configurable": {"thread_id": config.name}, "recursion_limit": RECURSION_LIMIT}
         start = None if resume else {"started_at": time.time(), "iteration": 0}
         # "sync": each node's checkpoint is on disk before the next node starts, so a kill loses at most one node.
         modes = ["updates", "custom", "tasks"]  # custom: the evaluate node's trial progress; tasks: a node starts
+        shown = 0  # history records already handed to on_update
         for mode, chunk in graph.stream(start, run_config, stream_mode=modes, durability="sync"):
+            if mode == "tasks" and "input" in chunk:  # a node starts: its outage traces carry its iteration
+                ctx.iteration = chunk["input"].get("iteration", ctx.iteration)
+            if mode == "updates" and "remember" in chunk:
+                checkpoints.prune(config.name)
             if on_update is None:
                 continue
             if mode == "updates":
                 for node, update in chunk.items():
-                    on_update(node, update or {})
+                    update = dict(update or {})
+                    if "history_len" in update:  # the candidates the node added, for the live view
+                        update["history"] = ctx.history.records[shown : update["history_len"]]
+                        shown = update["history_len"]
+                    on_update(node, update)
+            elif mode == "custom" and "outage" in chunk:
+                on_update("outage", chunk["outage"])
             elif mode == "custom":
                 on_update("trial", chunk)
             elif "input" in chunk:  # a task starts; its "result" event repeats the update
                 on_update("start", {"node": chunk["name"]})
-        state = dict(graph.get_state(run_config).values)
+        state = dict(ctx.history.view(graph.get_state(run_config).values))
     finally:
         connection.close()
         ctx.executor.close()

@@ -1,8 +1,9 @@
-"""The graph's state: plain JSON-able data, checkpointed by LangGraph after every node.
+"""The graph's state: small, plain JSON-able data, checkpointed by LangGraph after every node.
 
-Candidates are dicts (`Outcome.model_dump()`): `history` keeps every candidate of the run with its
-fate (evaluated, failed, rejected) and is the single source for the front, the prompts and the
-report. Reducers append, so a node returns only what it adds.
+Candidates are dicts (`Outcome.model_dump()`). The run's history (every candidate with its fate:
+evaluated, failed, rejected; recalled from memory or not) is the single source for the front, the
+prompts and the report; it lives once, in `agents/history.py`, and the state holds only its length.
+Nothing in the state grows with the run, so every checkpoint is about the same size.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Outcome(BaseModel):
     """How the strategy's screen ranked it, when it screens."""
     status: Literal["pending", "evaluated", "failed", "rejected"]
     reason: str = ""
+    recalled: str = ""
+    """The earlier run whose evaluation memory gave back (no budget spent); "" when evaluated here."""
     cost: dict[str, float] = {}
     metrics: dict[str, float] = {}
 
@@ -58,12 +61,18 @@ class Advice(BaseModel):
 class SearchState(TypedDict, total=False):
     started_at: float
     iteration: int
-    history: Annotated[list[dict[str, Any]], operator.add]
+    history_len: int
+    """Candidates of the run's history this checkpoint has committed (see agents/history.py)."""
+    spent: int
+    """Evaluations that cost budget: evaluated or failed here, not recalled."""
+    progressed: int
+    """The last iteration that added an evaluated, failed or recalled candidate."""
     pending: list[dict[str, Any]]
     rejected: list[dict[str, Any]]
     design_attempts: int
     front: list[str]
-    hypervolume: Annotated[list[float], operator.add]
+    hypervolume: list[float]
+    """The last HYPERVOLUME_WINDOW iterations' hypervolumes (every one is in the analyse traces)."""
     advice: dict[str, Any]
     critiqued: dict[str, Any]
     """When the Critic last spoke: its iteration and the front it saw."""
@@ -78,6 +87,15 @@ class SearchState(TypedDict, total=False):
     final: list[dict[str, Any]]
 
 
+HYPERVOLUME_WINDOW = 8
+
+
+class RunView(SearchState, total=False):
+    """The state with the run's history (`History.view`): what strategies and agents read, never checkpointed."""
+
+    history: list[dict[str, Any]]
+
+
 def origin_kind(origin: str) -> str:
     """The kind of an origin, without its candidate ids and details: "llm edit of ab12 (repaired ...)" ->
     "llm edit", "fallback: random" -> "fallback random", "generation 3, member 7" -> "generation"."""
@@ -86,5 +104,5 @@ def origin_kind(origin: str) -> str:
     return re.sub(r" \d+$", "", base).replace(": ", " ") or "(unknown)"
 
 
-def evaluated(state: SearchState) -> list[dict[str, Any]]:
+def evaluated(state: RunView) -> list[dict[str, Any]]:
     return [c for c in state.get("history", []) if c["status"] == "evaluated"]

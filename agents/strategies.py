@@ -8,8 +8,8 @@
 
 Every strategy is a deterministic function of the run seed and the history (its random numbers
 are seeded by both), so a resumed run proposes exactly what an uninterrupted one would. Each
-proposal says where it came from (`Proposal.origin`), and all but `random` propose only new
-specs within the budget, so none of their evaluations is wasted.
+proposal says where it came from (`Proposal.origin`), and all but `random` propose only specs new to
+the run and within the budget, so none of their evaluations is wasted.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from tinyarch.agents.context import SearchContext
 from tinyarch.agents.moves import mutate, neighbours
-from tinyarch.agents.state import Proposal, SearchState, evaluated
+from tinyarch.agents.state import Proposal, RunView, evaluated
 from tinyarch.core.budget import breaches
 from tinyarch.tools.profile import candidate_cost
 
@@ -30,7 +30,7 @@ SAMPLE_TRIES = 2000
 """Random draws a strategy spends looking for a new, feasible spec before it gives up."""
 
 
-def seeded(ctx: SearchContext, name: str, state: SearchState, attempt: int, salt: str = "") -> random.Random:
+def seeded(ctx: SearchContext, name: str, state: RunView, attempt: int, salt: str = "") -> random.Random:
     """Random numbers fixed by the seed, the strategy and the point in the run: the same after a resume."""
     return random.Random(f"{ctx.config.seed}:{name}:{state.get('iteration', 0)}:{attempt}:{salt}")
 
@@ -40,9 +40,10 @@ def accuracy(candidate: dict[str, Any]) -> float:
 
 
 class Admission:
-    """Which specs a strategy may still propose: new to the run, the batch and memory, and within the budget."""
+    """Which specs a strategy may still propose: new to the run and the batch, and within the budget. One that
+    memory holds under the same evaluator settings is welcome: `check` recalls it at no budget cost."""
 
-    def __init__(self, ctx: SearchContext, state: SearchState):
+    def __init__(self, ctx: SearchContext, state: RunView):
         self.ctx, self.limits = ctx, ctx.limits_now(state)
         self.taken = {c["id"] for c in state.get("history", [])}
 
@@ -51,8 +52,6 @@ class Admission:
         if spec.id in self.taken:
             return False
         ctx = self.ctx
-        if ctx.memory is not None and ctx.memory.seen(ctx.space, spec.id, ctx.config.dataset):
-            return False
         if breaches(candidate_cost(ctx.space, spec), self.limits):
             return False
         self.taken.add(spec.id)
@@ -80,7 +79,7 @@ def proposal(spec: Any, origin: str, note: str = "") -> Proposal:
 class RandomStrategy:
     name = "random"
 
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+    def propose(self, ctx: SearchContext, state: RunView, n: int, attempt: int) -> list[Proposal]:
         rng = random.Random(hash((ctx.config.seed, state.get("iteration", 0), attempt)))
         return [proposal(ctx.space.sample(rng, ctx.num_classes, **ctx.fixed_fields()), "random") for _ in range(n)]
 
@@ -92,7 +91,7 @@ class LocalSearch:
 
     name = "local"
 
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+    def propose(self, ctx: SearchContext, state: RunView, n: int, attempt: int) -> list[Proposal]:
         history, admission = state.get("history", []), Admission(ctx, state)
         restarts = [i for i, c in enumerate(history) if c["origin"] == "restart"]
         walk: list[dict[str, Any]] = []
@@ -134,7 +133,7 @@ class RegularizedEvolution:
     def __init__(self, population: int = 10, sample: int = 5):
         self.population, self.sample = population, sample
 
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+    def propose(self, ctx: SearchContext, state: RunView, n: int, attempt: int) -> list[Proposal]:
         done, admission = evaluated(state), Admission(ctx, state)
         rng = seeded(ctx, self.name, state, attempt)
         if len(done) < self.population:
@@ -161,7 +160,7 @@ class SurrogateSearch:
     def __init__(self, initial: int = 10, parents: int = 5, explore: int = 100, kappa: float = 1.0):
         self.initial, self.parents, self.explore, self.kappa = initial, parents, explore, kappa
 
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+    def propose(self, ctx: SearchContext, state: RunView, n: int, attempt: int) -> list[Proposal]:
         done, admission = evaluated(state), Admission(ctx, state)
         rng = seeded(ctx, self.name, state, attempt)
         if len(done) < self.initial:
@@ -232,7 +231,7 @@ class NSGA2Strategy:
         algorithm.setup(problem, seed=ctx.config.seed, termination=("n_gen", 1_000_000))
         return algorithm
 
-    def propose(self, ctx: SearchContext, state: SearchState, n: int, attempt: int) -> list[Proposal]:
+    def propose(self, ctx: SearchContext, state: RunView, n: int, attempt: int) -> list[Proposal]:
         history = state.get("history", [])
         done = {c["id"]: c for c in history if c["status"] == "evaluated"}  # a duplicate gets its original's values
         outcomes = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs_nats_table
+from tests.conftest import needs_nats_table, own_home
 from tests.test_graph import NATS, _cells, _scripted_context, designs, edits
 from tests.test_llm import ScriptedBackend
 from tinyarch.agents.directives import is_question, parse_directive
@@ -51,7 +51,7 @@ def test_a_directive_reaches_the_designer_and_the_checks(tmp_path: Path) -> None
     answers += [edits(("c1", "edge_1_0", conv), ("c2", "edge_2_1", pool))]
     ctx = _scripted_context(tmp_path, answers)
     ctx.rundir.post("directive", **parse_directive("stay under 30 M MACs").model_dump())
-    state = build_graph(ctx).invoke({"iteration": 0}, {"recursion_limit": 200})
+    state = ctx.history.view(build_graph(ctx).invoke({"iteration": 0}, {"recursion_limit": 200}))
     first_prompt = ctx.llm.backend.seen[0][1]["content"]
     assert "User directives: stay under 30 M MACs" in first_prompt and "MACs <= 30.00 M" in first_prompt
     assert state["limits"] == {"macs": 30e6}
@@ -67,6 +67,7 @@ def test_questions_get_answers_citing_real_candidates(tmp_path: Path) -> None:
         [*CLI, "search", "--name", "q", "--strategy", "random", "--budget-evals", "8", "--runs-dir", str(runs)],
         check=True,
         capture_output=True,
+        env=own_home(tmp_path / "home"),
     )
     chat = Chat(runs / "q")
     best = chat._run().state["front"][0]

@@ -130,7 +130,7 @@ def _run_graph(tmp_path: Path, evaluator: Any, max_retries: int) -> tuple[dict, 
     rundir = RunDir(tmp_path / "faults")
     executor = RayExecutor(evaluator, max_retries=max_retries)
     ctx = SearchContext(config, NATS, evaluator, RandomStrategy(), rundir, 100, executor=executor)
-    state = build_graph(ctx).invoke({"iteration": 0}, {"recursion_limit": 200})
+    state = ctx.history.view(build_graph(ctx).invoke({"iteration": 0}, {"recursion_limit": 200}))
     executor.close()
     return state, rundir
 

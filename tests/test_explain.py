@@ -154,7 +154,7 @@ def test_explain_cli_on_a_nats_run(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "tinyarch.interfaces.cli"]
     runs = str(tmp_path / "runs")
     search = [*cli, "search", "--name", "r", "--strategy", "random", "--budget-evals", "40", "--batch", "8"]
-    subprocess.run([*search, "--runs-dir", runs], check=True, capture_output=True, timeout=300)
+    subprocess.run([*search, "--runs-dir", runs, "--memory", "off"], check=True, capture_output=True, timeout=300)
     res = subprocess.run([*cli, "explain", "r", "--runs-dir", runs], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "held-out Spearman" in res.stdout and (tmp_path / "runs" / "r" / "design_effects.json").is_file()

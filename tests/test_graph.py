@@ -119,7 +119,7 @@ def test_llm_path_with_a_scripted_model(tmp_path: Path) -> None:
         edits(("c1", "edge_1_0", conv), ("c2", "edge_2_0", conv)),
     ]
     ctx = _scripted_context(tmp_path, answers)
-    state = build_graph(ctx).invoke({"iteration": 0}, {"recursion_limit": 200})
+    state = ctx.history.view(build_graph(ctx).invoke({"iteration": 0}, {"recursion_limit": 200}))
     done = [c for c in state["history"] if c["status"] == "evaluated"]
     assert len(done) == 4 and {c["origin"] for c in done[:2]} <= {"llm design", "fallback: random"}
     assert all(c["note"].startswith("screen rank ") for c in done)
@@ -171,7 +171,7 @@ answer_texts = st.one_of(
 @given(answers=st.lists(answer_texts, min_size=12, max_size=12))
 def test_fuzzed_llm_answers_never_crash_the_run(answers: list[str], tmp_path_factory: pytest.TempPathFactory) -> None:
     ctx = _scripted_context(tmp_path_factory.mktemp("fuzz"), answers + [CRITIC] * 20)
-    state = build_graph(ctx).invoke({"iteration": 0}, {"recursion_limit": 500})
+    state = ctx.history.view(build_graph(ctx).invoke({"iteration": 0}, {"recursion_limit": 500}))
     assert state["decision"] == "stop"
     llm_traces = [t for t in ctx.rundir.read_traces() if t["kind"] == "llm"]
     failed = [t for t in llm_traces if t["errors"]]
@@ -233,6 +233,11 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
         json.loads(line) for line in (tmp_path / "runs" / "straight" / "evaluations.jsonl").read_text().splitlines()
     ]
     assert ids == [r["id"] for r in reference]  # the same search as the uninterrupted run
+    # the history, held once outside the checkpoints, has each candidate once, in the uninterrupted order
+    fate = [(c["id"], c["status"], c["iteration"]) for c in RunDir(tmp_path / "runs" / "victim").read_history()]
+    assert fate == [
+        (c["id"], c["status"], c["iteration"]) for c in RunDir(tmp_path / "runs" / "straight").read_history()
+    ]
 
 
 @pytest.mark.nats_table

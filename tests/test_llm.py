@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import free_port, wait_for_port
-from tinyarch.agents.backends.base import Completion, LLMUnavailable
+from tinyarch.agents.backends.base import Completion, LLMUnavailable, LLMUnreachable
 from tinyarch.agents.backends.llamacpp import resolve_model
 from tinyarch.agents.llm import StructuredLLM, make_backend
+from tinyarch.core.outage import ServiceDown
 from tinyarch.core.spaces import load_space
 
 MCU = load_space("mcu")
@@ -34,6 +35,7 @@ class ScriptedBackend:
     """Answers from a list; an exception instance in the list is raised instead."""
 
     name = "scripted"
+    server = None
 
     def __init__(self, answers: list[object]):
         self.answers, self.seen = list(answers), []
@@ -66,12 +68,16 @@ def test_retries_are_bounded() -> None:
 
 
 def test_transport_failures_back_off_then_raise() -> None:
-    flaky = ScriptedBackend([LLMUnavailable("down"), TimeoutError("slow"), json.dumps(VALID)])
-    parsed, _ = StructuredLLM(flaky, transport_retries=3, backoff_s=0.01).ask("designer", PROMPT, SCHEMA)
+    flaky = ScriptedBackend([LLMUnreachable("down"), TimeoutError("slow"), json.dumps(VALID)])
+    parsed, _ = StructuredLLM(flaky, outage_wait_s=5).ask("designer", PROMPT, SCHEMA)  # waits 1 s, then 2 s
     assert parsed == VALID
-    dead = ScriptedBackend([ConnectionError("refused")] * 4)
-    with pytest.raises(LLMUnavailable, match=r"scripted: refused \(after 4 tries\)"):
-        StructuredLLM(dead, transport_retries=3, backoff_s=0.01).ask("designer", PROMPT, SCHEMA)
+    dead = StructuredLLM(ScriptedBackend([ConnectionError("refused")] * 100), outage_wait_s=0.5)
+    dead.outage.first_step_s = 0.05
+    with pytest.raises(ServiceDown, match=r"scripted was unreachable for \d+ s \(ConnectionError: refused\)"):
+        dead.ask("designer", PROMPT, SCHEMA)
+    missing = ScriptedBackend([LLMUnavailable("no such model"), json.dumps(VALID)])
+    with pytest.raises(LLMUnavailable, match="no such model"):  # not the server's outage: no wait
+        StructuredLLM(missing).ask("designer", PROMPT, SCHEMA)
 
 
 def test_unknown_model_string() -> None:
@@ -205,8 +211,6 @@ def test_chat_ollama_backend_against_an_ollama_api_server_with_the_real_model(tm
         server.terminate()
         server.wait(timeout=30)
 
-    down = StructuredLLM(
-        make_backend("ollama:qwen-embedded", f"http://127.0.0.1:{port}"), transport_retries=1, backoff_s=0.01
-    )
-    with pytest.raises(LLMUnavailable, match=r"Ollama at http://127\.0\.0\.1"):
+    down = StructuredLLM(make_backend("ollama:qwen-embedded", f"http://127.0.0.1:{port}"), outage_wait_s=0.1)
+    with pytest.raises(ServiceDown, match=r"the LLM server at http://127\.0\.0\.1:\d+ was unreachable .*Ollama at"):
         down.ask("designer", [{"role": "user", "content": "hi"}], SCHEMA)

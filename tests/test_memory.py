@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import free_port, wait_for_port
 from tinyarch.core.spaces import load_space
-from tinyarch.memory.store import Memory
+from tinyarch.memory.store import Evaluated, Memory
 
 NATS = load_space("nats-tss")
 
@@ -21,12 +21,20 @@ NATS = load_space("nats-tss")
 def _exercise(memory: Memory) -> None:
     rng = random.Random(0)
     cells = [NATS.sample(rng, 100) for _ in range(12)]
-    for i, cell in enumerate(cells):
-        memory.remember(NATS, cell, {"accuracy": 50.0 + i, "macs": 1e6 * i}, "cifar100", "run-a")
-    assert memory.seen(NATS, cells[3].id, "cifar100") and not memory.seen(NATS, cells[3].id, "cifar10")
-    nearest = memory.nearest(NATS, cells[5], k=3, dataset="cifar100")
-    assert nearest[0].spec == cells[5].model_dump(mode="json", exclude={"name"}) and nearest[0].distance == 0.0
-    assert nearest[0].metrics == {"accuracy": 55.0, "macs": 5e6} and len(nearest) == 3
+    evaluated = [Evaluated(cell, {"accuracy": 50.0 + i}, {"macs": 1e6 * i}) for i, cell in enumerate(cells)]
+    memory.remember(NATS, "nats-a", "cifar100", "run-a", evaluated)
+    memory.remember(NATS, "nats-b", "cifar100", "run-b", [Evaluated(cells[0], {"accuracy": 1.0}, {}, "failed")])
+    # an evaluation is recalled only under the evaluator settings it was made with
+    recalled = memory.recall(NATS, cells[5].id, "nats-a")
+    assert recalled is not None and recalled.spec == cells[5].model_dump(mode="json", exclude={"name"})
+    assert (recalled.metrics, recalled.cost, recalled.run, recalled.status) == (
+        {"accuracy": 55.0},
+        {"macs": 5e6},
+        "run-a",
+        "ok",
+    )
+    assert memory.recall(NATS, cells[5].id, "nats-b") is None
+    assert [k.status for k in memory.known(NATS, "nats-b")] == ["failed"]
     memory.add_lesson("squeeze-and-excitation in the last stages helped accuracy", "run-a", 1)
     memory.add_lesson("7x7 kernels in the first stage cost too many MACs", "run-a", 2)
     assert memory.relevant_lessons("large kernels early", k=1) == ["7x7 kernels in the first stage cost too many MACs"]
@@ -42,7 +50,7 @@ def _exercise(memory: Memory) -> None:
 def test_persistent_memory_survives_a_new_client(tmp_path: Path) -> None:
     _exercise(Memory(tmp_path))
     again = Memory(tmp_path)
-    assert len(again.nearest(NATS, NATS.sample(random.Random(1), 100), k=20)) == 12
+    assert len(again.known(NATS, "nats-a")) == 12
     assert len(again.relevant_lessons("anything", k=5)) == 5
 
 

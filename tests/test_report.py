@@ -162,8 +162,8 @@ def test_trained_run_shows_firmware_costs_and_the_paper_point(tmp_path: Path) ->
     ]
     final = [{**history[0], "final": {"status": "ok", "metrics": {"accuracy": 61.5}, "firmware": FIRMWARE}}]
     failed = {**history[1], "final": {"status": "failed", "reason": "diverged", "metrics": {}, "firmware": None}}
-    state = {"history": history, "front": ["a3", "a1"], "final": [*final, failed], "stop_reason": "done"}
-    html = render(Run(tmp_path, config, [], {}, state))
+    state = {"front": ["a3", "a1"], "final": [*final, failed], "stop_reason": "done"}
+    html = render(Run(tmp_path, config, [], {}, state, history))
     assert html.count("data:image/png;base64,") == 3, "MACs, peak SRAM and latency plots"
     assert "LMaNet-elite (El Zeinaty et al. 2025, paper&#39;s own figures)" in html and "MCUNet" not in html
     assert "61.50 %" in html and "12,345,678" in html and "8/8 images" in html and "80.10 / 79.80 % on 500" in html

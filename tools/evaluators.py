@@ -7,15 +7,20 @@ status "failed" and its reason, so the caller records it and moves on.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tinyarch.core.errors import TinyarchError
 from tinyarch.core.paths import cache_root
 from tinyarch.core.spaces.nats import NatsCell
+
+if TYPE_CHECKING:
+    from tinyarch.tools.distill import KDConfig
 
 NATS_TABLE_NAME = "nats_tss_accuracy.csv"
 NATS_COLUMNS = {
@@ -39,6 +44,11 @@ class Evaluation:
     seconds: float = 0.0
     firmware: dict[str, Any] | None = None
     """The deployment report of a finalized model (see tools/deploy/deploy.py), or why it failed."""
+
+
+def settings_key(*parts: object) -> str:
+    """A short digest of an evaluator's settings: equal settings, equal metrics for the same spec."""
+    return f"{parts[0]}-" + hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
 def find_nats_table(explicit: Path | str | None = None) -> Path:
@@ -70,6 +80,8 @@ class NatsTableEvaluator:
         column = NATS_COLUMNS[dataset]
         with self.path.open(newline="") as f:
             self.accuracy = {row["ArchitectureString"]: float(row[column]) for row in csv.DictReader(f)}
+        self.settings_key = settings_key("nats", dataset, hashlib.sha256(self.path.read_bytes()).hexdigest())
+        """What makes two lookups comparable (memory recalls an evaluation only under the same key)."""
 
     @property
     def optimum(self) -> float:
@@ -91,9 +103,19 @@ class NatsTableEvaluator:
         return None
 
 
+KD_MARGIN = 1.0
+"""Validation points a teacher must lead the student trained alone by before `distill: auto` distils."""
+
+
 class ProxyTrainingEvaluator:
     """Trains a spec with the proxy recipe and reports validation accuracy (never test); `finalize`
-    trains a front member with the full recipe, distilled from the teacher when one is given."""
+    trains a front member with the full recipe, distilled from the teacher when one is given.
+
+    `distill`: "always" trains with KD only; "never" without; "auto" trains the student alone first
+    and distils only when the teacher's validation accuracy leads it by KD_MARGIN points, then keeps
+    whichever of the two did better on validation. A teacher that is no better than its student
+    only drags it down (the README's measurements), and the control costs one more full training.
+    """
 
     def __init__(
         self,
@@ -105,12 +127,17 @@ class ProxyTrainingEvaluator:
         teacher: Path | None = None,
         full_data: Any = None,
         deploy_board: str | None = None,
+        distill: Literal["auto", "always", "never"] = "auto",
+        kd: KDConfig | None = None,
         **train_kwargs: Any,
     ):
-        self.deploy_board = deploy_board
+        self.deploy_board, self.distill, self.kd = deploy_board, distill, kd
         self.data, self.recipe, self.final_recipe = data, recipe, final_recipe
         self.full_data = full_data or data
         self.runs_dir, self.seed, self.teacher_path, self.train_kwargs = runs_dir, seed, teacher, train_kwargs
+        labels = hashlib.sha256(data.train.labels.numpy().tobytes()).hexdigest()
+        self.settings_key = settings_key("proxy", data.info.name, len(data.train), labels, recipe.model_dump(), seed)
+        """Dataset, the proxy's training images, recipe and seed: equal keys train a spec alike."""
 
     def _train(self, spec: Any, data: Any, recipe: Any, suffix: str, **extra: Any) -> Evaluation:
         from tinyarch.tools.train import CandidateFailed, train
@@ -138,17 +165,45 @@ class ProxyTrainingEvaluator:
         return explain_model_dir(model_dir, self.data.data_dir).summary()
 
     def finalize(self, spec: Any) -> Evaluation:
-        from tinyarch.tools.distill import load_teacher
-
-        extra: dict[str, Any] = {}
-        if self.teacher_path is not None:
-            extra["teacher"] = load_teacher(self.teacher_path, self.full_data.info.num_classes)
-            extra["teacher_cache_dir"] = cache_root() / "teacher-logits"
-        suffix = "-full-kd" if extra else "-full"
-        result = self._train(spec, self.full_data, self.final_recipe, suffix, **extra)
+        result, suffix = self._finalize_training(spec)
         if result.status == "ok" and self.deploy_board and self.runs_dir:
             result.firmware = self._deploy(self.runs_dir / f"{spec.id}{suffix}")
         return result
+
+    def _finalize_training(self, spec: Any) -> tuple[Evaluation, str]:
+        """The full-recipe result to keep and its model directory's suffix, by the `distill` rule."""
+        from tinyarch.tools.distill import load_teacher, teacher_accuracy
+
+        if self.teacher_path is None or self.distill == "never":
+            return self._train(spec, self.full_data, self.final_recipe, "-full"), "-full"
+        teacher = load_teacher(self.teacher_path, self.full_data.info.num_classes)
+        teacher_acc = teacher.config.val_acc
+        if teacher_acc is None:  # a checkpoint from elsewhere: measure it on the same validation split
+            teacher_acc = teacher_accuracy(teacher, self.full_data.val)
+        control = None
+        if self.distill == "auto":
+            control = self._train(spec, self.full_data, self.final_recipe, "-full")
+            own = control.metrics.get("accuracy", float("nan"))
+            if control.status != "ok" or not teacher_acc >= own + KD_MARGIN:
+                control.metrics |= {"teacher_accuracy": teacher_acc, "kd_used": 0.0}
+                control.reason = control.reason or (
+                    f"KD skipped: the teacher's {teacher_acc:.2f} % validation top-1 does not lead the student's own "
+                    f"{own:.2f} % by {KD_MARGIN:g} points"
+                )
+                return control, "-full"
+        extra = {"teacher": teacher, "teacher_cache_dir": cache_root() / "teacher-logits", "kd": self.kd}
+        kd = self._train(spec, self.full_data, self.final_recipe, "-full-kd", **extra)
+        found = {"teacher_accuracy": teacher_acc}
+        if kd.status == "ok":
+            found["kd_accuracy"] = kd.metrics["accuracy"]
+        if control is not None:
+            found["control_accuracy"] = control.metrics["accuracy"]
+            if kd.status != "ok" or kd.metrics["accuracy"] < control.metrics["accuracy"]:
+                control.metrics |= {**found, "kd_used": 0.0}
+                control.reason = f"KD trained but not kept: {kd.reason or 'a lower validation top-1 than without'}"
+                return control, "-full"
+        kd.metrics |= {**found, "kd_used": 1.0}
+        return kd, "-full-kd"
 
     def _deploy(self, model_dir: Path) -> dict[str, Any]:
         """Int8 firmware for the finalized model; a failure is recorded, not raised, so the run keeps its models."""

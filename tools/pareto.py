@@ -34,7 +34,8 @@ def analyse(points: list[dict[str, float]], limits: dict[str, float | None] | No
         return ParetoResult([], [], 0.0, [])
     costs = [c for c in COSTS if all(c in p for p in points)]
     infeasible = [i for i, p in enumerate(points) if any(p[c] > caps[c] for c in costs if c in caps)]
-    feasible = [i for i in range(len(points)) if i not in set(infeasible)]
+    excluded = set(infeasible)
+    feasible = [i for i in range(len(points)) if i not in excluded]
     objectives = ["accuracy", *costs]
     if not feasible:
         return ParetoResult([], infeasible, 0.0, objectives)
@@ -44,5 +45,6 @@ def analyse(points: list[dict[str, float]], limits: dict[str, float | None] | No
     )
     ranks = NonDominatedSorting().do(matrix, only_non_dominated_front=True)
     front = sorted((feasible[j] for j in ranks), key=lambda i: -points[i]["accuracy"])
-    volume = float(HV(ref_point=np.ones(matrix.shape[1]))(np.clip(matrix, 0.0, 1.0)))
+    # the dominated points add no volume: measuring the front alone gives the same value, far faster
+    volume = float(HV(ref_point=np.ones(matrix.shape[1]))(np.clip(matrix[ranks], 0.0, 1.0)))
     return ParetoResult(front, infeasible, volume, objectives)

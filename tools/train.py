@@ -61,6 +61,10 @@ RECIPES = {
 }
 
 
+TEACHER_RECIPE = Recipe(name="teacher", epochs=10, autoaugment=False, warmup_epochs=1)
+"""A teacher's: no AutoAugment or MixUp, which slow a short run's convergence; the student's views are its test."""
+
+
 class CandidateFailed(TinyarchError, RuntimeError):
     """Training of one candidate went wrong in a way the search should record and move past."""
 

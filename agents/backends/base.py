@@ -15,6 +15,10 @@ class LLMUnavailable(TinyarchError, RuntimeError):
     """The model cannot be reached or loaded (server down, timeout, missing file); retries did not help."""
 
 
+class LLMUnreachable(LLMUnavailable):
+    """The server did not answer (refused, timed out, HTTP 5xx): worth waiting for, unlike a missing model."""
+
+
 @dataclass
 class Completion:
     text: str
@@ -27,7 +31,12 @@ class ChatBackend(Protocol):
     server supports it; the caller still validates, because not every server enforces it)."""
 
     name: str
+    server: str | None
+    """The server's URL; None for a model in this process."""
 
     def complete(
         self, messages: list[Message], schema: dict[str, Any], temperature: float, seed: int | None = None
     ) -> Completion: ...
+
+    def probe(self) -> None:
+        """Check at start-up that the server answers and serves the model (`LLMUnreachable` when it is down)."""

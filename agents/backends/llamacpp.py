@@ -147,6 +147,11 @@ class LlamaCppBackend:
         self.lock = threading.Lock()
         """One llama.cpp context decodes one conversation at a time (the web app answers from threads)."""
 
+    server = None
+
+    def probe(self) -> None:
+        """Nothing to reach: the model loaded in `__init__`."""
+
     def complete(
         self, messages: list[Message], schema: dict[str, Any], temperature: float, seed: int | None = None
     ) -> Completion:

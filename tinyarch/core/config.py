@@ -81,7 +81,22 @@ class RunConfig(BaseModel):
         description=f"Finalize deploys each trained winner to this board: {' | '.join(BOARDS)} (none: no firmware)",
     )
     teacher: Path | None = Field(default=None, description="Teacher checkpoint for knowledge distillation")
+    distill: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="With a teacher, finalize distils: auto: only when the teacher's validation top-1 leads the "
+        "student trained alone by a point (keeping the better of the two); always; never",
+    )
+    kd_temperature: float = Field(default=10.0, gt=0, description="Distillation temperature T")
+    kd_alpha_start: float = Field(default=0.4, ge=0, le=1, description="Weight of the teacher's loss at epoch 1")
+    kd_alpha_end: float = Field(
+        default=0.8, ge=0, le=1, description="Weight of the teacher's loss at the last epoch (a linear ramp)"
+    )
     seed: int = Field(default=0, description="Seed of the strategy, the LLM and training")
+    memory: Literal["on", "off"] = Field(
+        default="on",
+        description="on: recall architectures earlier runs evaluated with the same evaluator settings, at no budget "
+        "cost, and store this run's; off: an independent run (what benchmarks use)",
+    )
     memory_path: Path | None = Field(default=None, description="Chroma folder (default: $TINYARCH_CACHE/memory)")
     memory_url: str | None = Field(default=None, description="Chroma server URL (default: a local folder)")
     use_explanations: bool = Field(default=True, description="Give the agents the design-effect explanations")
@@ -92,6 +107,12 @@ class RunConfig(BaseModel):
     cpus_per_trial: float = Field(default=1.0, gt=0, description="CPUs Ray reserves for each evaluation")
     gpus_per_trial: float = Field(default=0.0, ge=0, description="GPUs Ray reserves for each evaluation")
     max_retries: int = Field(default=3, ge=0, description="Reruns of an evaluation whose Ray worker died")
+    outage_wait: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long the run waits for an unreachable LLM or Chroma server before it stops, resumable "
+        "(e.g. 10m or 90s; seconds in a config file)",
+    )
 
     @field_validator("deploy_board", mode="before")
     @classmethod
@@ -111,7 +132,7 @@ class RunConfig(BaseModel):
             raise ValueError(f"must be auto, ray://HOST:PORT or HOST:PORT, not {v!r}")
         return v
 
-    @field_validator("budget_time", mode="before")
+    @field_validator("budget_time", "outage_wait", mode="before")
     @classmethod
     def _duration(cls, v: object) -> object:
         return parse_duration(v) if isinstance(v, str) else v

@@ -2,9 +2,13 @@
 
 ```
 runs/NAME/config.yaml          the RunConfig
-runs/NAME/checkpoints.sqlite   LangGraph's SQLite checkpointer (resume after a kill)
+runs/NAME/checkpoints.sqlite   LangGraph's SQLite checkpointer (resume after a kill): the small graph state,
+                               the last few checkpoints only
+runs/NAME/history.jsonl        every candidate of the run and its fate, in order, written once; the checkpointed
+                               state holds its committed length (`history_len`), lines past it are a killed
+                               node's and are dropped on resume
 runs/NAME/traces.jsonl         every LLM call and tool result, one JSON object a line
-runs/NAME/evaluations.jsonl    every finished evaluation, so a resumed run never repeats one
+runs/NAME/evaluations.jsonl    every finished evaluation as it finishes, so a resumed run never repeats one
 runs/NAME/candidates/ID/       model directories of trained candidates
 runs/NAME/inbox.jsonl          the user's directives and commands (`tinyarch chat`), read by the search
 runs/NAME/search.lock          locked (flock) by the search process running this directory; holds its pid
@@ -74,9 +78,13 @@ class RunDir:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "candidates").mkdir(exist_ok=True)
+        self._finished: dict[str, dict[str, Any]] = {}
+        self._finished_offset = 0
+        """evaluations.jsonl is read from here on: a long run reads each line once, not once per batch."""
 
     config = property(lambda self: self.root / "config.yaml")
     checkpoints = property(lambda self: self.root / "checkpoints.sqlite")
+    history = property(lambda self: self.root / "history.jsonl")
     traces = property(lambda self: self.root / "traces.jsonl")
     evaluations = property(lambda self: self.root / "evaluations.jsonl")
     candidates = property(lambda self: self.root / "candidates")
@@ -84,23 +92,25 @@ class RunDir:
     lock_file = property(lambda self: self.root / "search.lock")
 
     @staticmethod
-    def _append(path: Path, record: dict[str, Any]) -> None:
+    def _append(path: Path, *records: dict[str, Any]) -> None:
         with path.open("a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+            f.write("".join(json.dumps(record, default=str) + "\n" for record in records))
             f.flush()
             os.fsync(f.fileno())
 
     @staticmethod
-    def _read(path: Path) -> list[dict[str, Any]]:
-        if not path.is_file():
-            return []
+    def _parse(lines: list[str]) -> list[dict[str, Any]]:
         records = []
-        for line in path.read_text().splitlines():
+        for line in lines:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line cut short by a kill
         return records
+
+    @classmethod
+    def _read(cls, path: Path) -> list[dict[str, Any]]:
+        return cls._parse(path.read_text().splitlines()) if path.is_file() else []
 
     def trace(self, kind: str, iteration: int, agent: str, **payload: Any) -> None:
         """One step of one agent or tool: what it was given, what it produced, what went wrong."""
@@ -115,7 +125,30 @@ class RunDir:
         self._append(self.evaluations, {"id": candidate_id, **evaluation})
 
     def finished_evaluations(self) -> dict[str, dict[str, Any]]:
-        return {r["id"]: r for r in self._read(self.evaluations)}
+        """Every finished evaluation by candidate id; only the lines added since the last call are read."""
+        if self.evaluations.is_file():
+            with self.evaluations.open("rb") as f:
+                f.seek(self._finished_offset)
+                tail = f.read()
+            complete = tail[: tail.rfind(b"\n") + 1]  # a line still being written waits for the next call
+            self._finished_offset += len(complete)
+            self._finished.update((r["id"], r) for r in self._parse(complete.decode().splitlines()))
+        return dict(self._finished)
+
+    def append_history(self, records: list[dict[str, Any]]) -> None:
+        self._append(self.history, *records)
+
+    def read_history(self, length: int | None = None) -> list[dict[str, Any]]:
+        """The run's candidates in order: the first `length` (the checkpoint's committed count) or all."""
+        records = self._read(self.history)
+        return records if length is None else records[:length]
+
+    def truncate_history(self, length: int) -> None:
+        """Drop the lines past the committed `length` (a killed node's), atomically."""
+        kept = self.read_history(length)
+        partial = self.history.with_suffix(".jsonl.tmp")
+        partial.write_text("".join(json.dumps(r, default=str) + "\n" for r in kept))
+        os.replace(partial, self.history)
 
     def post(self, kind: str, **payload: Any) -> None:
         """A message for the search (directive, pause, resume, stop). Appending a line is atomic, so a
@@ -185,19 +218,32 @@ class Run:
     traces: list[dict[str, Any]]
     evaluations: dict[str, dict[str, Any]]
     state: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Every candidate and its fate, in order (as far as the checkpoint has committed)."""
     notes: list[str] = field(default_factory=list)
 
     @cached_property
     def evaluated(self) -> list[dict[str, Any]]:
-        """Evaluated candidates, most accurate first; from the checkpoint, or from evaluations.jsonl without one."""
-        done = [c for c in self.state.get("history", []) if c["status"] == "evaluated"]
-        if not self.state:
+        """Evaluated candidates (recalled ones included), most accurate first; from the history, or from
+        evaluations.jsonl when there is none."""
+        done = [c for c in self.history if c["status"] == "evaluated"]
+        if not self.history:
             done = [
                 {"id": i, "metrics": r["metrics"], "cost": r.get("cost", {}), "spec": r.get("spec", {}), "summary": ""}
                 for i, r in self.evaluations.items()
                 if r["status"] == "ok"
             ]
         return sorted(done, key=lambda c: -c["metrics"]["accuracy"])
+
+    @cached_property
+    def candidates(self) -> dict[str, dict[str, Any]]:
+        """The history's candidates by id, each as it first came (a later duplicate was rejected for being one;
+        invalid proposals have no id)."""
+        first: dict[str, dict[str, Any]] = {}
+        for c in self.history:
+            if c.get("id") != "invalid":
+                first.setdefault(c["id"], c)
+        return first
 
     @property
     def front(self) -> list[str]:
@@ -217,7 +263,8 @@ def load_run(root: Path) -> Run:
             state = read_state(rundir.checkpoints, config.name)
         except sqlite3.Error as e:
             notes.append(f"checkpoint unreadable ({e}); candidates come from evaluations.jsonl")
-    return Run(root, config, rundir.read_traces(), rundir.finished_evaluations(), state, notes)
+    history = rundir.read_history(state.get("history_len") if state else None)
+    return Run(root, config, rundir.read_traces(), rundir.finished_evaluations(), state, history, notes)
 
 
 def read_state(path: Path, thread: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from tinyarch.agents.context import describe
 from tinyarch.agents.directives import is_question, parse_directive, tighten
@@ -61,10 +60,6 @@ class Chat:
     def _run(self) -> Run:
         return load_run(self.root)
 
-    def _candidates(self, run: Run) -> dict[str, dict[str, Any]]:
-        history = run.state.get("history", [])
-        return {c["id"]: c for c in history if c.get("id") != "invalid"}
-
     def _pending_limits(self, run: Run) -> dict[str, float]:
         """Limits in effect once the inbox is applied: the state's, tightened by unread directives."""
         limits = dict(run.state.get("limits") or {})
@@ -86,7 +81,7 @@ class Chat:
 
     def cmd_status(self, _: str) -> str:
         run = self._run()
-        history = list(self._candidates(run).values())
+        history = list(run.candidates.values())
         done = [c for c in history if c["status"] == "evaluated"]
         best = max(done, key=lambda c: c["metrics"]["accuracy"], default=None)
         inbox, paused = self.rundir.read_inbox(), self.rundir.paused()
@@ -108,7 +103,7 @@ class Chat:
 
     def cmd_front(self, _: str) -> str:
         run = self._run()
-        candidates = self._candidates(run)
+        candidates = run.candidates
         front = sorted(
             (candidates[i] for i in run.state.get("front", []) if i in candidates),
             key=lambda c: -c["metrics"]["accuracy"],
@@ -135,7 +130,7 @@ class Chat:
         return self._why(run, candidate_id) or f"no candidate {candidate_id!r} in this run"
 
     def _why(self, run: Run, candidate_id: str) -> str | None:
-        c = self._candidates(run).get(candidate_id)
+        c = run.candidates.get(candidate_id)
         if c is None:
             return None
         lines = [f"{c['id']}: {c['summary']}"]
@@ -179,7 +174,7 @@ class Chat:
 
     def ask(self, question: str) -> str:
         run = self._run()
-        candidates = self._candidates(run)
+        candidates = run.candidates
         done = [c for c in candidates.values() if c["status"] == "evaluated"]
         on_front = [c for c in done if c["id"] in run.state.get("front", [])]
         front = sorted(on_front, key=lambda c: -c["metrics"]["accuracy"])

@@ -115,7 +115,7 @@ def settings(config: RunConfig) -> list[tuple[str, str]]:
 
 
 def overview(run: Run, optimum: float | None) -> list[tuple[str, str]]:
-    c, history = run.config, run.state.get("history", [])
+    c, history = run.config, run.history
     llm = [t for t in run.traces if t.get("kind") == "llm"]
     times = [float(t["time"]) for t in run.traces if "time" in t]
     started = run.state.get("started_at", min(times, default=0.0))
@@ -126,7 +126,8 @@ def overview(run: Run, optimum: float | None) -> list[tuple[str, str]]:
         ("iterations", str(run.state.get("iteration", max((t.get("iteration", 0) for t in run.traces), default=0)))),
         (
             "candidates",
-            f"{len(run.evaluated)} evaluated, {sum(h['status'] == 'failed' for h in history)} failed, "
+            f"{len(run.evaluated)} evaluated ({sum(bool(h.get('recalled')) for h in run.evaluated)} recalled from "
+            f"memory), {sum(h['status'] == 'failed' for h in history)} failed, "
             f"{sum(h['status'] == 'rejected' for h in history)} rejected before evaluation",
         ),
         ("best", f"{best['metrics']['accuracy']:.2f} % ({best['id']})" if best else "-"),
@@ -147,7 +148,8 @@ def origins(done: list[dict[str, Any]]) -> str:
     """How many evaluated candidates each kind of origin gave, and the best of them: the LLM's share."""
     kinds: dict[str, list[float]] = {}
     for c in done:
-        kinds.setdefault(origin_kind(c.get("origin", "")), []).append(c["metrics"]["accuracy"])
+        kind = "recalled from memory" if c.get("recalled") else origin_kind(c.get("origin", ""))
+        kinds.setdefault(kind, []).append(c["metrics"]["accuracy"])
     ranked = sorted(kinds.items(), key=lambda item: -len(item[1]))
     return "; ".join(f"{kind}: {len(acc)} (best {max(acc):.2f} %)" for kind, acc in ranked) or "-"
 
@@ -168,7 +170,7 @@ def leaderboard(run: Run, costs: list[str]) -> list[dict[str, Any]]:
             "accuracy": f"{c['metrics']['accuracy']:.2f}",
             "costs": [COSTS[k].format(c["cost"][k]) if k in c.get("cost", {}) else "-" for k in costs],
             "iteration": c.get("iteration", "-"),
-            "origin": c.get("origin", ""),
+            "origin": c.get("origin", "") + (f"; recalled from run {c['recalled']}" if c.get("recalled") else ""),
             "note": c.get("note", ""),
             "summary": c.get("summary", ""),
             "spec": json.dumps(c.get("spec", {}), indent=1),
@@ -217,7 +219,7 @@ def firmware(run: Run) -> list[dict[str, Any]]:
         fw = result.get("firmware") or {"reason": "not deployed (no deploy_board)"}
         if fw.get("status") == "failed":
             fw = {"reason": f"deployment failed: {fw.get('reason')}"}
-        rows.append(_firmware_row(c["id"], result.get("metrics", {}).get("accuracy"), fw))
+        rows.append(_firmware_row(c["id"], result.get("metrics", {}).get("accuracy"), fw) | distillation(result))
         seen.add((c["id"], fw.get("board")))
     for path in sorted(run.root.glob("candidates/*/firmware-*/deploy.json")):
         report = json.loads(path.read_text())
@@ -226,12 +228,26 @@ def firmware(run: Run) -> list[dict[str, Any]]:
     return rows
 
 
+def distillation(result: dict[str, Any]) -> dict[str, str]:
+    """What distillation did for a finalized model: its accuracy with KD and the teacher's, or why KD was skipped."""
+    m = result.get("metrics", {})
+    if "teacher_accuracy" not in m:
+        return {"distillation": ""}
+    teacher = f"teacher {m['teacher_accuracy']:.2f} %"
+    alone = f", without KD {m['control_accuracy']:.2f} %" if "control_accuracy" in m else ""
+    if m.get("kd_used"):
+        return {"distillation": f"with KD {m.get('kd_accuracy', m['accuracy']):.2f} % ({teacher}{alone})"}
+    with_kd = f", with KD {m['kd_accuracy']:.2f} %" if "kd_accuracy" in m else ""
+    return {"distillation": f"{result.get('reason') or 'KD skipped'} ({teacher}{with_kd})"}
+
+
 def _firmware_row(candidate: str, accuracy: float | None, fw: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": candidate,
         "accuracy": f"{accuracy:.2f} %" if accuracy is not None else "",
         "ok": fw.get("status") == "ok",
         "reason": fw.get("reason", ""),
+        "distillation": "",
     }
     if row["ok"]:
         row["figures"] = firmware_figures(fw)

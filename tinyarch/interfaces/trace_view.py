@@ -19,11 +19,13 @@ from rich.rule import Rule
 from rich.text import Text
 
 from tinyarch.agents.state import origin_kind
+from tinyarch.core.outage import OutageEvent
 
 AGENTS = (
     "designer",
     "critic",
     "chat",
+    "recall",
     "human",
     "design",
     "check",
@@ -33,10 +35,12 @@ AGENTS = (
     "critique",
     "remember",
     "finalize",
+    "outage",
     "report",
 )
-"""LLM agents first (`chat` answers questions), then the graph's tools in the order of one iteration (`human`
-applies the user's messages); `report` records a failed report."""
+"""LLM agents first (`chat` answers questions), then the graph's tools in the order of one iteration (`recall`
+brings memory's front into a new run, `human` applies the user's messages); `outage` records each wait for an
+unreachable server and its recovery, `report` a failed report."""
 PROMPT_LINES = 4
 """Lines of each prompt message shown before folding."""
 COMMON_KEYS = {"time", "kind", "iteration", "agent"}
@@ -86,7 +90,12 @@ def step_line(record: dict[str, Any]) -> str:
         accuracy = (record.get("metrics") or {}).get("accuracy")
         if accuracy is not None:
             line += f": accuracy {accuracy:.2f} % in {record.get('seconds', 0.0):.1f} s"
+        if record.get("recalled"):
+            line += f": recalled from run {record['recalled']} (no budget spent)"
         return line + (f": {record['reason']}" if record.get("reason") else "")
+    if agent == "recall":
+        recalled = record.get("recalled") or []
+        return f"recalled memory's front: {len(recalled)} of {record.get('known', 0)} known under these settings"
     if agent == "analyse":
         front = record.get("front") or []
         return f"front of {len(front)} [{', '.join(front)}], hypervolume {record.get('hypervolume', 0.0):.4f}"
@@ -99,6 +108,8 @@ def step_line(record: dict[str, Any]) -> str:
         return f"finalized [{', '.join(record.get('final') or [])}]" + (
             f": {record['reason']}" if record.get("reason") else ""
         )
+    if agent == "outage":
+        return OutageEvent.from_record(record).text()
     if agent == "human":
         return f"applied {record.get('message', '?')}" + (f": {record['text']}" if record.get("text") else "")
     payload = {k: v for k, v in record.items() if k not in COMMON_KEYS}

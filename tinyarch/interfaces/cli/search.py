@@ -16,6 +16,7 @@ from tinyarch.core.budget import COSTS
 from tinyarch.core.config import RunConfig
 from tinyarch.core.errors import UserError
 from tinyarch.core.extras import require
+from tinyarch.core.outage import OutageEvent, ServiceDown
 from tinyarch.interfaces.cli.common import RunsDirOpt, figures_table, out
 from tinyarch.interfaces.cli.options import model_options, option_errors
 from tinyarch.interfaces.figures import firmware_figures
@@ -39,6 +40,8 @@ class SearchDisplay:
         self.activity = "starting"
         self.trials: dict[str, dict[str, Any]] = {}
         """The current batch's trials by id: their latest progress and when it arrived."""
+        self.outage: OutageEvent | None = None
+        """The wait for an unreachable server, while it lasts: the "now" row shows it."""
 
     def update(self, node: str, update: dict[str, Any]) -> None:
         from tinyarch.agents.graph import activity
@@ -48,6 +51,9 @@ class SearchDisplay:
             return
         if node == "trial":
             self.trials[update["id"]] = {**update, "since": time.monotonic()}
+            return
+        if node == "outage":
+            self.outage = OutageEvent.from_record(update) if update["state"] == "waiting" else None
             return
         if node == "check":  # a new batch
             self.trials = {}
@@ -70,7 +76,8 @@ class SearchDisplay:
 
     def __rich__(self) -> Table:
         done = [c for c in self.history if c["status"] == "evaluated"]
-        used = sum(c["status"] in ("evaluated", "failed") for c in self.history)
+        recalled = sum(bool(c.get("recalled")) for c in self.history)
+        used = sum(c["status"] in ("evaluated", "failed") for c in self.history) - recalled
         best = max(done, key=lambda c: c["metrics"]["accuracy"], default=None)
         on_ray = ", on Ray" if self.config.executor == "ray" else ""
         table = Table(
@@ -81,14 +88,14 @@ class SearchDisplay:
         table.add_row("iteration", str(self.iteration))
         table.add_row(
             "evaluations",
-            f"{used} / {self.config.budget_evals}  (rejected before training: "
+            f"{used} / {self.config.budget_evals}  (recalled from memory: {recalled}, rejected before training: "
             f"{sum(c['status'] == 'rejected' for c in self.history)})",
         )
         table.add_row(
             "best", f"{best['metrics']['accuracy']:.2f} %  {best['id']}  {escape(best['summary'])}" if best else "-"
         )
         table.add_row("hypervolume", f"{self.hypervolume:.4f}")
-        table.add_row("now", self.activity)
+        table.add_row("now", escape(self.outage.text()) if self.outage else self.activity)
         for trial_id, trial in self.trials.items():
             table.add_row(f"  trial {trial_id}", self.trial_text(trial))
         return table
@@ -124,8 +131,14 @@ def search_cmd(
         raise UserError(f"no run {resume!r} under {runs_dir}/ to resume")
     display = SearchDisplay(config or RunConfig.load(saved))
     require(*_search_extras(display.config))
-    with Live(display, console=out, refresh_per_second=4, transient=False):
-        state = run_search(config, runs_dir, resume, on_update=display.update)
+    try:
+        with Live(display, console=out, refresh_per_second=4, transient=False):
+            state = run_search(config, runs_dir, resume, on_update=display.update)
+    except ServiceDown as e:
+        if e.waited_s is None:  # unreachable at start: nothing to resume
+            raise
+        runs = f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else ""
+        raise UserError(f"{e}; resume with: tinyarch search --resume {display.config.name}{runs}") from None
     write_run_report(RunDir(runs_dir / display.config.name), state.get("iteration", 0))
     print_front(state, display.config, runs_dir / display.config.name)
 
@@ -140,7 +153,8 @@ def print_front(state: dict[str, Any], config: RunConfig, root: Path) -> None:
 
     done = {c["id"]: c for c in state.get("history", []) if c["status"] == "evaluated"}
     costs = [COSTS[k] for k in FRONT_COSTS]
-    table = Table(title=f"Pareto front of {config.name}: {state.get('stop_reason', '')}", title_justify="left")
+    out.print(f"stopped: {escape(state.get('stop_reason') or 'interrupted')}", highlight=False)
+    table = Table(title=f"Pareto front of {config.name}", title_justify="left")
     for col in ("id", "accuracy %", *(c.label for c in costs), "summary"):
         table.add_column(col, justify="left" if col in ("id", "summary") else "right")
     for cid in state.get("front", []):
@@ -151,8 +165,10 @@ def print_front(state: dict[str, Any], config: RunConfig, root: Path) -> None:
     history = state.get("history", [])
     rejected = sum(c["status"] == "rejected" for c in history)
     repaired = sum("(repaired to " in c.get("origin", "") for c in done.values())
+    recalled = sum(bool(c.get("recalled")) for c in done.values())
     out.print(
-        f"{len(done)} evaluated ({repaired} repaired to fit first), {rejected} rejected by the checks; "
+        f"{len(done)} evaluated ({recalled} recalled from memory, {repaired} repaired to fit first), "
+        f"{rejected} rejected by the checks; "
         f"came from: {origins(list(done.values()))}",
         highlight=False,
     )

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tinyarch.core.errors import TinyarchError, UserError
+from tinyarch.core.errors import UserError
 from tinyarch.core.extras import require
 from tinyarch.core.paths import cache_root
 from tinyarch.interfaces.cli.common import DataDirOpt, SpaceOpt, open_space, out, read_spec
@@ -58,6 +58,11 @@ def train_cmd(
             help="Where teacher logits are cached [default: $TINYARCH_CACHE/teacher-logits].", show_default=False
         ),
     ] = None,
+    kd_temperature: Annotated[float, typer.Option(min=0.01, help="Distillation temperature T.")] = 10.0,
+    kd_alpha_start: Annotated[
+        float, typer.Option(min=0, max=1, help="Weight of the teacher's loss at epoch 1 (ramps linearly).")
+    ] = 0.4,
+    kd_alpha_end: Annotated[float, typer.Option(min=0, max=1, help="Weight of the teacher's loss at the end.")] = 0.8,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Model directory (resumes if it holds this run).")
     ] = None,
@@ -71,7 +76,7 @@ def train_cmd(
     """Train (and optionally distil) a spec; writes weights, spec, metrics and the training curve."""
     require("train")
     from tinyarch.tools.data import load_data
-    from tinyarch.tools.distill import load_teacher
+    from tinyarch.tools.distill import KDConfig, load_teacher
     from tinyarch.tools.train import RECIPES, pick_device, train
 
     if recipe not in RECIPES:
@@ -85,8 +90,9 @@ def train_cmd(
     suffix = "-kd" if kd else ""
     out_dir = out_dir or Path("runs/train") / f"{spec.id}-{dataset}-{recipe}{suffix}"
     cache_dir = teacher_cache.expanduser() if teacher_cache else cache_root() / "teacher-logits"
+    settings = KDConfig(temperature=kd_temperature, alpha_start=kd_alpha_start, alpha_end=kd_alpha_end)
     model, result = train(
-        spec, data, chosen, out_dir, teacher=kd, teacher_cache_dir=cache_dir, seed=seed, device=device
+        spec, data, chosen, out_dir, teacher=kd, kd=settings, teacher_cache_dir=cache_dir, seed=seed, device=device
     )
     _report_run(model, data, result, out_dir, spec.resolution, spec.in_channels, test, device)
 
@@ -95,28 +101,60 @@ def train_cmd(
 def teacher_train_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for teacher.safetensors and teacher.json.")],
     dataset: DatasetOpt = "fashion-mnist",
-    model: Annotated[str, typer.Option(help="Any timm model name.")] = "resnet18",
+    model: Annotated[str, typer.Option(help="Any timm model name.")] = "resnet10t",
+    model_kwargs: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON of timm.create_model arguments [default for resnet10t without --init: a quarter-width "
+            "CPU teacher].",
+            show_default=False,
+        ),
+    ] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="Pretrained checkpoint to fine-tune (.safetensors or timm .pth); head is new.")
+    ] = None,
     input_size: Annotated[int | None, typer.Option(help="Teacher resolution (default: the dataset's).")] = None,
-    recipe: Annotated[str, typer.Option(help="proxy | full.")] = "full",
+    recipe: Annotated[str, typer.Option(help="teacher | proxy | full.")] = "teacher",
     epochs: EpochsOpt = None,
+    lr: Annotated[
+        float | None, typer.Option(min=0, help="Override the recipe's peak learning rate (fine-tuning: ~0.01).")
+    ] = None,
     data_dir: DataDirOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = None,
     test: TestOpt = False,
 ) -> None:
-    """Train a small timm teacher here, for CPU use and tests; pass its teacher.safetensors to --teacher."""
+    """Train or fine-tune a timm teacher; pass its teacher.safetensors to --teacher.
+
+    At 64 px or less a ResNet gets a 3x3 stride-1 stem without max-pool (CIFAR-style).
+    """
     require("train")
     from tinyarch.tools.data import load_data
-    from tinyarch.tools.distill import train_teacher
-    from tinyarch.tools.train import RECIPES
+    from tinyarch.tools.distill import CPU_TEACHER, CPU_TEACHER_KWARGS, fixed_input_size, train_teacher
+    from tinyarch.tools.train import RECIPES, TEACHER_RECIPE
 
+    recipes = {"teacher": TEACHER_RECIPE, **RECIPES}
+    if recipe not in recipes:
+        raise UserError(f"--recipe: {recipe!r} is not one of {', '.join(recipes)}")
+    kwargs = _json_object("--model-kwargs", model_kwargs) if model_kwargs else None
+    if kwargs is None and model == CPU_TEACHER and init is None:
+        kwargs = CPU_TEACHER_KWARGS
     data = load_data(dataset, data_dir, seed=seed)
-    chosen = RECIPES[recipe].model_copy(update={"epochs": epochs} if epochs else {})
+    overrides = {"epochs": epochs, "lr": lr}
+    chosen = recipes[recipe].model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    net, result, checkpoint = train_teacher(
+        model, data, chosen, out_dir, input_size, seed=seed, model_kwargs=kwargs, init=init, device=device
+    )
+    size = input_size or fixed_input_size(net) or data.info.resolution
+    _report_run(net, data, result, out_dir, size, 3, test, device)
+    out.print(f"teacher checkpoint: {checkpoint} (validation top-1 {result.val_acc:.2f} %, in teacher.json)")
+
+
+def _json_object(flag: str, text: str) -> dict[str, Any]:
     try:
-        net, result, checkpoint = train_teacher(model, data, chosen, out_dir, input_size, seed=seed, device=device)
-    except TinyarchError:
-        raise
-    except RuntimeError as e:  # timm: unknown model name
-        raise UserError(f"--model: {e}") from None
-    _report_run(net, data, result, out_dir, input_size or data.info.resolution, 3, test, device)
-    out.print(f"teacher checkpoint: {checkpoint}")
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{flag}: not JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag}: give a JSON object such as '{{\"depth\": 2}}'")
+    return value

@@ -230,13 +230,14 @@ def create_app(
     def chat(name: RunName, body: ChatLine) -> Reply:
         """What `tinyarch chat` answers to the line: a command, a directive, or a question for the LLM."""
         from tinyarch.agents.backends.base import LLMUnavailable
+        from tinyarch.core.outage import ServiceDown
 
         session = chat_for(name)
         try:
             return Reply(reply=readable(session.handle, body.line))
         except EOFError:
             return Reply(reply="(nothing to quit here: close the tab; the search goes on)")
-        except LLMUnavailable as e:
+        except (LLMUnavailable, ServiceDown) as e:
             raise HTTPException(503, str(e)) from None
 
     @app.post("/api/runs/{name}/control", response_model=Reply, responses={404: {}})

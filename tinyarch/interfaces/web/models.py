@@ -43,6 +43,8 @@ class Point(BaseModel):
     costs: dict[str, float]
     front: bool
     iteration: int | None
+    recalled: str = ""
+    """The earlier run memory recalled it from (no budget spent); "" when evaluated in this run."""
 
 
 class Axis(BaseModel):
@@ -59,6 +61,7 @@ class RunLive(RunSummary):
     settings: list[tuple[str, str]]
     failed: int
     rejected: int
+    recalled: int
     hypervolume: list[float]
     now: str
     agents: list[AgentActivity]

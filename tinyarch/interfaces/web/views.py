@@ -9,6 +9,7 @@ from typing import Any
 
 from tinyarch.agents.graph import activity
 from tinyarch.core.budget import COSTS
+from tinyarch.core.outage import OutageEvent
 from tinyarch.core.rundir import Run, RunDir, load_run
 from tinyarch.interfaces.chat import Chat
 from tinyarch.interfaces.report import firmware, nats_optimum, plot_axes, settings, trace_step
@@ -73,7 +74,7 @@ def live(chat: Chat, starting: bool = False) -> RunLive:
     root = chat.root
     run, rundir = load_run(root), chat.rundir
     c, state = run.config, run.state
-    history = state.get("history", [])
+    history = run.history
     now = time.time()
     latest: dict[str, dict[str, Any]] = {}
     for record in run.traces:
@@ -101,8 +102,9 @@ def live(chat: Chat, starting: bool = False) -> RunLive:
         settings=settings(c),
         failed=sum(h["status"] == "failed" for h in history),
         rejected=sum(h["status"] == "rejected" for h in history),
+        recalled=sum(bool(h.get("recalled")) for h in history),
         hypervolume=[float(v) for v in state.get("hypervolume", [])],
-        now=_now(status, node, evaluating, c.strategy, state),
+        now=_now(status, node, evaluating, c.strategy, state, _outage(run.traces)),
         agents=agents,
         limits=chat.limits_text(run),
         directives=list(state.get("directives", [])),
@@ -125,16 +127,31 @@ def _agent_order(agent: str) -> tuple[int, str]:
     return (AGENTS.index(agent) if agent in AGENTS else len(AGENTS), agent)
 
 
-def _now(status: RunStatus, node: str | None, evaluating: list[str], strategy: str, state: dict[str, Any]) -> str:
+def _now(
+    status: RunStatus,
+    node: str | None,
+    evaluating: list[str],
+    strategy: str,
+    state: dict[str, Any],
+    waiting: dict[str, Any] | None = None,
+) -> str:
     if status == "paused":
         return "paused before the next design step (resume to go on)"
     if status != "running":
         return {"starting": "starting the search process", "finished": f"finished: {state.get('stop_reason', '')}"}.get(
             status, "no search process (continue to resume it)"
         )
+    if waiting is not None:
+        return OutageEvent.from_record(waiting).text()
     if node == "evaluate" and evaluating:
         return f"evaluating {len(evaluating)}: {', '.join(evaluating)}"
     return activity(node, strategy) if node else "working"
+
+
+def _outage(traces: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The trace of a server outage the run is waiting out now: the last trace, when it is a wait."""
+    last = traces[-1] if traces else {}
+    return last if last.get("agent") == "outage" and last.get("state") == "waiting" else None
 
 
 def _points(run: Run) -> list[Point]:
@@ -147,6 +164,7 @@ def _points(run: Run) -> list[Point]:
             costs={k: float(v) for k, v in c.get("cost", {}).items()},
             front=c["id"] in front,
             iteration=c.get("iteration"),
+            recalled=c.get("recalled", ""),
         )
         for c in run.evaluated
     ]
@@ -187,9 +205,8 @@ def traces(
 def candidate(root: Path, candidate_id: str) -> CandidateDetail | None:
     """A candidate's page: spec, profile, curves, explanations, firmware and its files; None if unknown."""
     run = load_run(root)
-    history = {c["id"]: c for c in run.state.get("history", []) if c.get("id") != "invalid"}
     record = run.evaluations.get(candidate_id)
-    c = history.get(candidate_id)
+    c = run.candidates.get(candidate_id)
     if c is None and record is None:
         return None
     c = c or {"id": candidate_id, "status": "evaluated" if record["status"] == "ok" else "failed", "summary": ""}

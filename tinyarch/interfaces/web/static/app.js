@@ -204,9 +204,9 @@ async function showRun(view, name) {
     stats.replaceChildren(facts([
       ...d.settings,
       ["iteration", String(d.iteration)],
-      ["evaluations", `${d.evaluated} evaluated, ${d.failed} failed, ${d.rejected} rejected before evaluation (budget ${d.budget_evals})`],
+      ["evaluations", `${d.evaluated} evaluated (${d.recalled} recalled from memory, no budget spent), ${d.failed} failed, ${d.rejected} rejected before evaluation (budget ${d.budget_evals})`],
       ["best", d.best_id ? el("span", {}, pct(d.best_accuracy), " ", el("a", { href: `#/run/${encodeURIComponent(name)}/candidate/${d.best_id}` }, d.best_id)) : "-"],
-      ["hypervolume", `${hv} (per iteration: ${d.hypervolume.map((v) => v.toFixed(3)).join(" ") || "-"})`],
+      ["hypervolume", `${hv} (last iterations: ${d.hypervolume.map((v) => v.toFixed(3)).join(" ") || "-"})`],
       ["now", el("span", { id: "now" }, d.now)],
       ["limits", d.limits],
       ["directives", d.directives.join("; ") || "(none)"],
@@ -226,7 +226,8 @@ async function showRun(view, name) {
     board.replaceChildren(ranked.length ? table(["", "id", "accuracy", ...d.axes.map((a) => a.label), "iteration"], ranked.map((p) => [
       p.front ? el("span", { class: "front", title: "on the Pareto front" }, "●") : "",
       el("a", { href: `#/run/${encodeURIComponent(name)}/candidate/${p.id}` }, p.id), num(pct(p.accuracy)),
-      ...d.axes.map((a) => num(`${(p.costs[a.key] / a.divisor).toFixed(2)} ${a.unit}`)), num(p.iteration ?? "…"),
+      ...d.axes.map((a) => num(`${(p.costs[a.key] / a.divisor).toFixed(2)} ${a.unit}`)),
+      p.recalled ? el("span", { class: "muted", title: `recalled from run ${p.recalled}: no budget spent` }, "recalled") : num(p.iteration ?? "…"),
     ])) : el("p", { class: "muted" }, "no evaluated candidates yet"));
     logBox.hidden = !(d.status === "not running" && d.log_tail.length);
     logBox.textContent = `search.log:\n${d.log_tail.join("\n")}`;
