@@ -50,7 +50,7 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
         num_classes = NATS_CLASSES[config.dataset]
     else:
         from tinyarch.tools.data import load_data
-        from tinyarch.tools.distill import TeacherError
+        from tinyarch.tools.distill import KDConfig, TeacherError
         from tinyarch.tools.evaluators import ProxyTrainingEvaluator
         from tinyarch.tools.train import RECIPES
 
@@ -72,6 +72,10 @@ def build_context(config: RunConfig, rundir: RunDir) -> SearchContext:
             progress=False,
             full_data=data,
             deploy_board=config.deploy_board,
+            distill=config.distill,
+            kd=KDConfig(
+                temperature=config.kd_temperature, alpha_start=config.kd_alpha_start, alpha_end=config.kd_alpha_end
+            ),
         )
         num_classes, in_channels = data.info.num_classes, data.info.channels
     executor = make_executor(config, evaluator)

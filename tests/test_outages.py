@@ -78,6 +78,7 @@ def test_after_the_outage_wait_the_server_is_down_and_other_errors_pass_at_once(
     with pytest.raises(ServiceDown, match=r"^the X server at U is unreachable \(ConnectionError: refused\)$"):
         outage(10, events, clock).probe(flaky([ConnectionError("refused")]))  # type: ignore[arg-type]
     assert len(clock.sleeps) == 4  # neither waited
+    assert [e.state for e in events] == ["waiting"] * 4 + ["gave up"]
 
 
 def test_the_live_view_shows_the_wait_until_the_server_is_back() -> None:
@@ -215,8 +216,8 @@ def test_a_server_down_past_the_outage_wait_stops_the_run_resumable(tmp_path: Pa
     assert error.endswith(
         f"; the run stopped in a resumable state; resume with: tinyarch search --resume down --runs-dir {tmp_path}/runs"
     )
-    waits = outage_traces(tmp_path / "runs", "down")
-    assert waits and {t["state"] for t in waits} == {"waiting"}
+    *waits, gave_up = outage_traces(tmp_path / "runs", "down")
+    assert waits and {t["state"] for t in waits} == {"waiting"} and gave_up["state"] == "gave up"  # the stop, traced
     assert [t["retry_in_s"] for t in waits[:2]] == [1, 2]
     assert waits[-1]["waited_s"] + waits[-1]["retry_in_s"] == pytest.approx(5)  # the last wait ends at the outage wait
 

@@ -47,7 +47,7 @@ class OutageEvent:
     """One wait for a server, or its recovery: what the traces record and the live views show."""
 
     service: str
-    state: Literal["waiting", "recovered"]
+    state: Literal["waiting", "recovered", "gave up"]
     waited_s: float
     retry_in_s: float = 0.0
     error: str = ""
@@ -63,6 +63,8 @@ class OutageEvent:
     def text(self) -> str:
         if self.state == "recovered":
             return f"{self.service} is back after {span(self.waited_s)}"
+        if self.state == "gave up":
+            return f"{self.service} unreachable for {span(self.waited_s)} ({self.error}): the run stops, resumable"
         return (
             f"waiting for {self.service}: {span(self.waited_s)} so far, retry in {span(self.retry_in_s)} ({self.error})"
         )
@@ -96,6 +98,7 @@ class Outage:
                 first_failure = now if first_failure is None else first_failure
                 waited = now - first_failure
                 if waited >= self.max_wait_s:
+                    self._report(OutageEvent(self.service, "gave up", waited, error=error_text(e)))
                     raise ServiceDown(self.service, error_text(e), waited) from e
                 pause = min(step, self.max_wait_s - waited)
                 self._report(OutageEvent(self.service, "waiting", waited, pause, error_text(e)))
