@@ -103,6 +103,13 @@ def _rgb_spec_file(tmp_path: Path) -> Path:
     return path
 
 
+def train_with_teacher(tmp_path: Path, checkpoint: Path, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`tinyarch train` of the small example in RGB on synthetic data for one epoch, distilled from `checkpoint`."""
+    spec = str(_rgb_spec_file(tmp_path))
+    common = ["--dataset", "synthetic", "--epochs", "1", "--teacher-cache", str(tmp_path / "cache")]
+    return run("train", spec, *common, "--teacher", str(checkpoint), "--out", str(out), *flags)
+
+
 def test_train_and_teacher_commands(tmp_path: Path) -> None:
     teacher = run(
         "teacher",
@@ -124,21 +131,7 @@ def test_train_and_teacher_commands(tmp_path: Path) -> None:
     checkpoint = tmp_path / "teacher" / "teacher.safetensors"
     assert checkpoint.is_file() and checkpoint.with_suffix(".json").is_file()
 
-    res = run(
-        "train",
-        str(_rgb_spec_file(tmp_path)),
-        "--dataset",
-        "synthetic",
-        "--epochs",
-        "1",
-        "--teacher",
-        str(checkpoint),
-        "--teacher-cache",
-        str(tmp_path / "cache"),
-        "--out",
-        str(tmp_path / "model"),
-        "--test",
-    )
+    res = train_with_teacher(tmp_path, checkpoint, tmp_path / "model", "--test")
     assert res.returncode == 0, res.stderr
     assert "validation top-1" in res.stdout and "test top-1" in res.stdout
     metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())

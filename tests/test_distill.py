@@ -142,7 +142,7 @@ TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_h
 
 
 def test_a_vit_fine_tuned_from_a_checkpoint_teaches_a_student(tmp_path: Path) -> None:
-    from tests.test_cli import _problems, _rgb_spec_file, run
+    from tests.test_cli import _problems, run, train_with_teacher
 
     torch.manual_seed(0)
     pretrained = timm.create_model(VIT, num_classes=1000, **TINY_VIT).state_dict()  # an "ImageNet" head
@@ -162,22 +162,7 @@ def test_a_vit_fine_tuned_from_a_checkpoint_teaches_a_student(tmp_path: Path) ->
     assert (config.model, config.input_size, config.small_input_stem) == (VIT, 32, False)
     assert config.val_acc is not None and f"validation top-1 {config.val_acc:.2f} %, in teacher.json" in res.stdout
 
-    student = run(
-        "train",
-        str(_rgb_spec_file(tmp_path)),
-        "--dataset",
-        "synthetic",
-        "--epochs",
-        "1",
-        "--teacher",
-        str(checkpoint),
-        "--teacher-cache",
-        str(tmp_path / "cache"),
-        "--kd-temperature",
-        "4",
-        "--out",
-        str(tmp_path / "student"),
-    )
+    student = train_with_teacher(tmp_path, checkpoint, tmp_path / "student", "--kd-temperature", "4")
     assert student.returncode == 0, student.stderr
     metrics = json.loads((tmp_path / "student" / "metrics.json").read_text())
     assert metrics["status"] == "ok" and list((tmp_path / "cache").glob("*.npy"))
