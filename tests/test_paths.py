@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, QUICK
 from tinyarch.core.paths import cache_root
+from tinyarch.tools.data import Data
 
 
 class Recorded(Exception):
@@ -53,18 +54,20 @@ def test_the_default_memory_store_lives_under_it(cache: Path, monkeypatch: pytes
     assert Memory(cache.parent / "elsewhere").client.path == str(cache.parent / "elsewhere")
 
 
-def test_the_search_caches_teacher_logits_under_it(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_search_caches_teacher_logits_under_it(
+    cache: Path, synthetic: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tinyarch.tools.distill
-    from tinyarch.tools.evaluators import ProxyTrainingEvaluator
+    from tinyarch.tools.evaluators import Evaluation, ProxyTrainingEvaluator
 
-    monkeypatch.setattr(tinyarch.tools.distill, "load_teacher", lambda path, num_classes: "teacher")
-    data = SimpleNamespace(info=SimpleNamespace(num_classes=10))
-    evaluator = ProxyTrainingEvaluator(data, None, None, teacher=Path("teacher.safetensors"))
+    teacher = SimpleNamespace(config=SimpleNamespace(val_acc=99.0))
+    monkeypatch.setattr(tinyarch.tools.distill, "load_teacher", lambda path, num_classes: teacher)
+    evaluator = ProxyTrainingEvaluator(synthetic, QUICK, QUICK, teacher=Path("teacher.safetensors"), distill="always")
     seen: dict[str, Any] = {}
 
     def train(spec: Any, data: Any, recipe: Any, suffix: str, **extra: Any) -> Any:
         seen.update(extra)
-        return SimpleNamespace(status="failed")
+        return Evaluation("failed", reason="stopped by the test")
 
     monkeypatch.setattr(evaluator, "_train", train)
     evaluator.finalize(SimpleNamespace(id="x"))
