@@ -79,10 +79,8 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
                 known.append((spec, item, cost))
         front = analyse([{"accuracy": item.metrics["accuracy"], **cost} for _, item, cost in known], ctx.limits).front
         recalled = [
-            Outcome(
-                id=spec.id,
-                spec=spec.model_dump(mode="json", exclude={"name"}),
-                summary=spec.summary(),
+            Outcome.of(
+                spec,
                 iteration=0,
                 position=position,
                 source="memory",
@@ -146,13 +144,7 @@ def build_graph(ctx: SearchContext, checkpointer: Any = None) -> Any:
                 reason=str(e)[:500],
                 **base,
             )
-        outcome = Outcome(
-            id=spec.id,
-            spec=spec.model_dump(mode="json", exclude={"name"}),
-            summary=spec.summary(),
-            status="pending",
-            **base,
-        )
+        outcome = Outcome.of(spec, status="pending", **base)
         if spec.id in seen:
             return outcome.model_copy(update={"status": "rejected", "reason": "duplicate of an earlier candidate"})
         outcome.cost = candidate_cost(space, spec)

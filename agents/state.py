@@ -38,6 +38,11 @@ class Outcome(BaseModel):
     cost: dict[str, float] = {}
     metrics: dict[str, float] = {}
 
+    @classmethod
+    def of(cls, spec: Any, **fields: Any) -> Outcome:
+        """The outcome of a parsed spec (its id, JSON and summary), with `fields` saying what happened to it."""
+        return cls(id=spec.id, spec=spec.model_dump(mode="json", exclude={"name"}), summary=spec.summary(), **fields)
+
 
 class Proposal(BaseModel):
     """What a strategy proposes: a spec (unchecked data, e.g. an LLM's answer) and its provenance."""

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -170,16 +171,22 @@ class ProxyTrainingEvaluator:
             result.firmware = self._deploy(self.runs_dir / f"{spec.id}{suffix}")
         return result
 
-    def _finalize_training(self, spec: Any) -> tuple[Evaluation, str]:
-        """The full-recipe result to keep and its model directory's suffix, by the `distill` rule."""
+    @cached_property
+    def _teacher(self) -> tuple[Any, float]:
+        """The teacher and its validation top-1, loaded (and, for a checkpoint from elsewhere, measured on the
+        same validation split) once for all the winners a run finalizes."""
         from tinyarch.tools.distill import load_teacher, teacher_accuracy
 
+        assert self.teacher_path is not None
+        teacher = load_teacher(self.teacher_path, self.full_data.info.num_classes)
+        accuracy = teacher.config.val_acc
+        return teacher, accuracy if accuracy is not None else teacher_accuracy(teacher, self.full_data.val)
+
+    def _finalize_training(self, spec: Any) -> tuple[Evaluation, str]:
+        """The full-recipe result to keep and its model directory's suffix, by the `distill` rule."""
         if self.teacher_path is None or self.distill == "never":
             return self._train(spec, self.full_data, self.final_recipe, "-full"), "-full"
-        teacher = load_teacher(self.teacher_path, self.full_data.info.num_classes)
-        teacher_acc = teacher.config.val_acc
-        if teacher_acc is None:  # a checkpoint from elsewhere: measure it on the same validation split
-            teacher_acc = teacher_accuracy(teacher, self.full_data.val)
+        teacher, teacher_acc = self._teacher
         control = None
         if self.distill == "auto":
             control = self._train(spec, self.full_data, self.final_recipe, "-full")

@@ -92,9 +92,13 @@ class RunDir:
     lock_file = property(lambda self: self.root / "search.lock")
 
     @staticmethod
-    def _append(path: Path, *records: dict[str, Any]) -> None:
+    def _lines(records: list[dict[str, Any]]) -> str:
+        return "".join(json.dumps(record, default=str) + "\n" for record in records)
+
+    @classmethod
+    def _append(cls, path: Path, *records: dict[str, Any]) -> None:
         with path.open("a") as f:
-            f.write("".join(json.dumps(record, default=str) + "\n" for record in records))
+            f.write(cls._lines(list(records)))
             f.flush()
             os.fsync(f.fileno())
 
@@ -147,7 +151,7 @@ class RunDir:
         """Drop the lines past the committed `length` (a killed node's), atomically."""
         kept = self.read_history(length)
         partial = self.history.with_suffix(".jsonl.tmp")
-        partial.write_text("".join(json.dumps(r, default=str) + "\n" for r in kept))
+        partial.write_text(self._lines(kept))
         os.replace(partial, self.history)
 
     def post(self, kind: str, **payload: Any) -> None:
