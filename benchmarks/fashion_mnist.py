@@ -1,12 +1,14 @@
 """Real Fashion-MNIST on the CPU: the full recipe, and the gain from distillation.
 
 Run: .venv/bin/python benchmarks/fashion_mnist.py [--epochs 15 --teacher-epochs 3]
+     [--teacher runs/teachers/X/teacher.safetensors] [--arms control kd]
 
-Trains, with one seed: the CPU teacher of `tinyarch teacher train` (a narrow timm ResNet-10-T);
-the `examples/cpu_small.json` student with the full recipe; the same student distilled from the
-teacher (cached logits); and, because KD turns MixUp off, the same student with the full recipe
-minus MixUp, so the KD gain is also shown against an identical recipe. Validation picks nothing
-here; test accuracy is reported once at the end of each run. Results go to RUN_DIR/results.json and a table.
+Trains, with one seed: the `examples/cpu_small.json` student with the full recipe (arm `full`);
+because KD turns MixUp off, the same student with the full recipe minus MixUp (`control`), so the
+KD gain is shown against an identical recipe; the CPU teacher of `tinyarch teacher train` (a
+narrow timm ResNet-10-T), unless `--teacher` gives a trained one; and the student distilled from
+the teacher with cached logits (`kd`). Validation picks nothing here; test accuracy is reported
+once at the end of each run. Results go to OUT/results.json and a table.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from tinyarch.tools.distill import CPU_TEACHER, CPU_TEACHER_KWARGS, load_teacher
 from tinyarch.tools.profile import profile
 from tinyarch.tools.train import RECIPES, TEACHER_RECIPE, evaluate, pick_device, train
 
+ARMS = ["full", "control", "kd"]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -33,6 +37,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench/fashion-mnist"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default="fashion-mnist", help="another dataset only for a quick smoke run")
+    parser.add_argument("--teacher", type=Path, help="a trained teacher.safetensors instead of training the CPU one")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=ARMS, help="which student runs to train")
     args = parser.parse_args()
 
     spec = load_space("mcu").parse(args.spec.read_text())
@@ -73,14 +79,20 @@ def main() -> None:
         record(name, model, result, spec.resolution, spec.in_channels)
 
     # Every run checkpoints each epoch in its own directory, so a rerun resumes where it stopped.
-    student("student, full recipe", full)
-    student("student, full recipe without MixUp", full.model_copy(update={"mixup_alpha": 0.0}))
-    teacher_recipe = TEACHER_RECIPE.model_copy(update={"epochs": args.teacher_epochs})
-    net, result, checkpoint = train_teacher(
-        CPU_TEACHER, data, teacher_recipe, args.out / "teacher", seed=args.seed, model_kwargs=CPU_TEACHER_KWARGS
-    )
-    record(f"teacher {CPU_TEACHER} (teacher recipe)", net, result, data.info.resolution, 3)
-    student("student, full recipe + KD (cached teacher)", full, load_teacher(checkpoint, data.info.num_classes, device))
+    if "full" in args.arms:
+        student("student, full recipe", full)
+    if "control" in args.arms:
+        student("student, full recipe without MixUp", full.model_copy(update={"mixup_alpha": 0.0}))
+    if "kd" in args.arms:
+        checkpoint = args.teacher
+        if checkpoint is None:
+            teacher_recipe = TEACHER_RECIPE.model_copy(update={"epochs": args.teacher_epochs})
+            net, result, checkpoint = train_teacher(
+                CPU_TEACHER, data, teacher_recipe, args.out / "teacher", seed=args.seed, model_kwargs=CPU_TEACHER_KWARGS
+            )
+            record(f"teacher {CPU_TEACHER} (teacher recipe)", net, result, data.info.resolution, 3)
+        teacher = load_teacher(checkpoint, data.info.num_classes, device)
+        student("student, full recipe + KD (cached teacher)", full, teacher)
 
     prof = profile(spec)
     title = f"{args.dataset}, {device.type.upper()}, seed {args.seed}: student {spec.id} ({prof.macs / 1e6:.2f} M MACs)"

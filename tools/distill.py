@@ -90,7 +90,7 @@ class Teacher:
         """Teacher logits for a uint8 batch, on the teacher's device."""
         device = next(self.model.parameters()).device
         c = self.config
-        x = to_model_input(images.to(device), c.mean, c.std, c.input_size, 3)
+        x = to_model_input(images.to(device), c.mean, c.std, c.input_size, 3, channels_last=True)
         return self.model(x).float()
 
 
@@ -135,7 +135,7 @@ def load_teacher(checkpoint: Path | str, num_classes: int, device: str | torch.d
     except RuntimeError as e:
         raise TeacherError(f"teacher {path} does not fit timm model {config.model}: {_first_problem(e)}") from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return Teacher(model.to(device).eval(), config, f"{config.model}-{digest}")
+    return Teacher(model.to(device, memory_format=torch.channels_last).eval(), config, f"{config.model}-{digest}")
 
 
 def build_teacher(config: TeacherConfig) -> nn.Module:
