@@ -101,11 +101,11 @@ def train_cmd(
 def teacher_train_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for teacher.safetensors and teacher.json.")],
     dataset: DatasetOpt = "fashion-mnist",
-    model: Annotated[str, typer.Option(help="Any timm model name.")] = "resnet10t",
+    model: Annotated[str, typer.Option(help="Any timm model name.")] = "resnet18",
     model_kwargs: Annotated[
         str | None,
         typer.Option(
-            help="JSON of timm.create_model arguments [default for resnet10t without --init: a quarter-width "
+            help="JSON of timm.create_model arguments [default for resnet18 without --init: a quarter-width "
             "CPU teacher].",
             show_default=False,
         ),
