@@ -136,7 +136,8 @@ def load_teacher(checkpoint: Path | str, num_classes: int, device: str | torch.d
     except RuntimeError as e:
         raise TeacherError(f"teacher {path} does not fit timm model {config.model}: {_first_problem(e)}") from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return Teacher(model.to(device, memory_format=torch.channels_last).eval(), config, f"{config.model}-{digest}")
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # as in train_model
+    return Teacher(model.eval(), config, f"{config.model}-{digest}")
 
 
 def build_teacher(config: TeacherConfig) -> nn.Module:
