@@ -2,8 +2,8 @@
 
 Both recipes use SGD with Nesterov momentum 0.9, weight decay 1e-4 and AutoAugment, as the
 paper does; `full` adds MixUp and a linear warm-up before the cosine decay. Training runs
-channels_last (on the CPU too: forward and backward 1.6x faster for `cpu_small` and the CPU
-teacher) and, on CUDA, with AMP. A NaN or divergent loss fails the candidate with a reason
+channels_last (on the CPU too, where it is faster: README, `benchmarks/train_throughput.py`)
+and, on CUDA, with AMP. A NaN or divergent loss fails the candidate with a reason
 instead of raising, so a search keeps going. With a model directory, every epoch is
 checkpointed (safetensors) and a rerun resumes after the last finished epoch.
 """
